@@ -1,0 +1,29 @@
+"""The Flask application factory. It never runs migrations and never imports torch."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from api import feedback, health, jobs
+from api.errors import register_error_handlers
+from db.settings import Settings, get_settings
+
+# Room for the multipart envelope and form fields around the video itself.
+MULTIPART_OVERHEAD = 1024 * 1024
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or get_settings()
+    app = Flask("verity")
+    app.config["VERITY_SETTINGS"] = settings
+    # werkzeug enforces this while reading the body, so an oversized upload is refused with 413 unbuffered.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + MULTIPART_OVERHEAD
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    register_error_handlers(app)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(jobs.bp)
+    app.register_blueprint(feedback.bp)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return app

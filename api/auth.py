@@ -1,0 +1,57 @@
+"""Bearer API keys with roles; every handler gets the caller's key and tenant through ``g``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import ParamSpec, TypeVar
+
+from flask import g, request
+
+from api.errors import ApiError
+from db.apikeys import authenticate
+from db.models import ApiKey, Role
+from db.session import session_scope
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# Which roles may do what: admins can do everything, moderators can also submit.
+ROLE_GRANTS: dict[Role, set[Role]] = {
+    Role.SUBMITTER: {Role.SUBMITTER, Role.MODERATOR, Role.ADMIN},
+    Role.MODERATOR: {Role.MODERATOR, Role.ADMIN},
+    Role.ADMIN: {Role.ADMIN},
+}
+
+
+def _presented_key() -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return request.headers.get("X-API-Key")
+
+
+def require_role(role: Role) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    def decorator(view: Callable[P, R]) -> Callable[P, R]:
+        @wraps(view)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            plaintext = _presented_key()
+            if not plaintext:
+                raise ApiError(401, "UNAUTHENTICATED", "an API key is required (Authorization: Bearer <key>)")
+            with session_scope() as session:
+                key = authenticate(session, plaintext)
+            if key is None:
+                raise ApiError(401, "UNAUTHENTICATED", "the API key is invalid or revoked")
+            if Role(key.role) not in ROLE_GRANTS[role]:
+                raise ApiError(403, "FORBIDDEN", f"this action needs the {role.value} role")
+            g.api_key = key
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+def current_key() -> ApiKey:
+    key: ApiKey = g.api_key
+    return key

@@ -1,0 +1,59 @@
+"""Upload checks that need no decoding: emptiness, magic bytes against an allow-list of containers."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import IO
+
+from api.errors import ApiError
+
+CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SniffedUpload:
+    size: int
+    sha256: str
+    content_type: str
+
+
+def sniff_container(head: bytes) -> str | None:
+    """The MIME type of an allowed video container, from its first bytes; None if not allowed."""
+    if len(head) >= 12 and head[4:8] == b"ftyp":
+        return "video/quicktime" if head[8:12] == b"qt  " else "video/mp4"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return "video/webm" if b"webm" in head[:64] else "video/x-matroska"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "video/x-msvideo"
+    return None
+
+
+def inspect_upload(stream: IO[bytes]) -> SniffedUpload:
+    stream.seek(0)
+    head = stream.read(64)
+    if not head:
+        raise ApiError(400, "EMPTY_FILE", "the uploaded file is empty")
+    content_type = sniff_container(head)
+    if content_type is None:
+        raise ApiError(
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "the file is not a supported video container (MP4/MOV, WebM/Matroska or AVI), judged by its content",
+        )
+    digest = hashlib.sha256(head)
+    size = len(head)
+    while chunk := stream.read(CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+    stream.seek(0)
+    return SniffedUpload(size=size, sha256=digest.hexdigest(), content_type=content_type)
+
+
+def display_filename(raw: str | None) -> str | None:
+    """A client filename kept for display only: no path parts, no control characters, bounded length."""
+    if not raw:
+        return None
+    name = raw.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if ch.isprintable())
+    return name[:255] or None

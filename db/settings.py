@@ -1,0 +1,155 @@
+"""All configuration, read from the environment in one place.
+
+With no service URLs set, Verity runs embedded: a SQLite file, Celery's filesystem transport and a
+local-folder object store, all under ``VERITY_HOME``. Setting ``DATABASE_URL``, ``BROKER_URL`` and
+``S3_BUCKET`` (plus ``S3_ENDPOINT_URL`` for non-AWS stores) switches to the real services.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    """Configuration that Verity refuses to start with."""
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = _env(name)
+    try:
+        return int(raw) if raw is not None else default
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = _env(name)
+    try:
+        return float(raw) if raw is not None else default
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = _env(name)
+    if raw is None:
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str
+    broker_url: str
+    s3_bucket: str | None
+    s3_endpoint_url: str | None
+    s3_region: str
+    max_upload_bytes: int
+    pack_manifest: Path
+    weights_dir: Path | None
+    device: str
+    max_frames: int
+    face_batch_size: int
+    face_downscale: float
+    detector_batch_size: int
+    min_face_frames: int
+    # Reliability: task_time_limit < lease < visibility_timeout (checked in validate()).
+    task_time_limit_s: int
+    lease_s: int
+    visibility_timeout_s: int
+    max_attempts: int
+    reaper_interval_s: int
+    webhook_secret: str
+    webhook_allow_private: bool
+    webhook_timeout_s: float
+    webhook_max_attempts: int
+    webhook_backoff_s: tuple[float, ...] = field(default=(5, 30, 120, 600, 1800, 7200))
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.broker_url.startswith("filesystem://")
+
+    @property
+    def local_storage_dir(self) -> Path:
+        return self.home / "objects"
+
+    def validate(self) -> None:
+        if not (self.task_time_limit_s < self.lease_s < self.visibility_timeout_s):
+            raise SettingsError(
+                "inconsistent timeouts: need VERITY_TASK_TIME_LIMIT_S < VERITY_LEASE_S < "
+                f"VERITY_VISIBILITY_TIMEOUT_S, got {self.task_time_limit_s} / {self.lease_s} / "
+                f"{self.visibility_timeout_s}"
+            )
+        if self.max_attempts < 1:
+            raise SettingsError("VERITY_MAX_ATTEMPTS must be at least 1")
+        if self.max_upload_bytes < 1:
+            raise SettingsError("VERITY_MAX_UPLOAD_BYTES must be positive")
+
+
+def _default_webhook_secret(home: Path) -> str:
+    """Embedded mode keeps a generated signing secret in VERITY_HOME so restarts keep verifying."""
+    import base64
+    import secrets
+
+    path = home / "webhook_secret"
+    if path.exists():
+        return path.read_text().strip()
+    home.mkdir(parents=True, exist_ok=True)
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    path.write_text(secret)
+    path.chmod(0o600)
+    return secret
+
+
+def load_settings() -> Settings:
+    home = Path(_env("VERITY_HOME", str(REPO_ROOT / ".verity")) or "").resolve()
+    database_url = _env("DATABASE_URL") or f"sqlite:///{home / 'verity.db'}"
+    if database_url.startswith("postgres://"):
+        database_url = "postgresql+psycopg://" + database_url.removeprefix("postgres://")
+    elif database_url.startswith("postgresql://"):
+        database_url = "postgresql+psycopg://" + database_url.removeprefix("postgresql://")
+    weights = _env("VERITY_WEIGHTS_DIR")
+    settings = Settings(
+        home=home,
+        database_url=database_url,
+        broker_url=_env("BROKER_URL", "filesystem://") or "filesystem://",
+        s3_bucket=_env("S3_BUCKET"),
+        s3_endpoint_url=_env("S3_ENDPOINT_URL"),
+        s3_region=_env("S3_REGION", "us-east-1") or "us-east-1",
+        max_upload_bytes=_env_int("VERITY_MAX_UPLOAD_BYTES", 512 * 1024 * 1024),
+        pack_manifest=Path(_env("VERITY_PACK", str(REPO_ROOT / "models" / "packs" / "default.yaml")) or ""),
+        weights_dir=Path(weights) if weights else None,
+        device=_env("VERITY_DEVICE", "auto") or "auto",
+        max_frames=_env_int("VERITY_MAX_FRAMES", 32),
+        face_batch_size=_env_int("VERITY_FACE_BATCH_SIZE", 16),
+        face_downscale=_env_float("VERITY_FACE_DOWNSCALE", 1.0),
+        detector_batch_size=_env_int("VERITY_DETECTOR_BATCH_SIZE", 32),
+        min_face_frames=_env_int("VERITY_MIN_FACE_FRAMES", 3),
+        task_time_limit_s=_env_int("VERITY_TASK_TIME_LIMIT_S", 900),
+        lease_s=_env_int("VERITY_LEASE_S", 1200),
+        visibility_timeout_s=_env_int("VERITY_VISIBILITY_TIMEOUT_S", 1800),
+        max_attempts=_env_int("VERITY_MAX_ATTEMPTS", 3),
+        reaper_interval_s=_env_int("VERITY_REAPER_INTERVAL_S", 60),
+        webhook_secret=_env("VERITY_WEBHOOK_SECRET") or _default_webhook_secret(home),
+        webhook_allow_private=_env_bool("VERITY_WEBHOOK_ALLOW_PRIVATE", False),
+        webhook_timeout_s=_env_float("VERITY_WEBHOOK_TIMEOUT_S", 10.0),
+        webhook_max_attempts=_env_int("VERITY_WEBHOOK_MAX_ATTEMPTS", 6),
+    )
+    settings.validate()
+    return settings
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
