@@ -74,7 +74,7 @@ class PlattCalibrator:
             raise ValueError(f"Platt parameters must be finite, got a={self.a}, b={self.b}")
 
     def apply(self, score: float) -> float:
-        return _expit(-(self.a * score + self.b))
+        return expit(-(self.a * score + self.b))
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "platt", "a": self.a, "b": self.b}
@@ -95,7 +95,8 @@ def calibrator_from_dict(data: Mapping[str, Any]) -> Calibrator:
     raise ValueError(f"unknown calibrator kind {kind!r}; expected 'identity', 'isotonic' or 'platt'")
 
 
-def _expit(z: float) -> float:
+def expit(z: float) -> float:
+    """The logistic sigmoid 1 / (1 + exp(-z))."""
     # Two branches so exp() only ever sees a non-positive argument and cannot overflow.
     if z >= 0:
         return 1.0 / (1.0 + math.exp(-z))
