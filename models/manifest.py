@@ -1,0 +1,191 @@
+"""Model-pack manifests: a YAML file naming the detectors, their checkpoints and how to fuse them.
+
+Pure (yaml + dataclasses, no torch) so the API can read a pack without loading any model.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import yaml
+
+FUSION_METHODS = ("weighted_average", "noisy_or", "stacker")
+WEIGHTS_DIR_ENV = "VERITY_WEIGHTS_DIR"
+_AGGREGATOR = re.compile(r"mean|max|confident|topk:[1-9]\d*|softmax:\d+(\.\d+)?")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+class ManifestError(ValueError):
+    """A pack manifest is missing, unreadable or invalid; the message says which field and why."""
+
+
+@dataclass(frozen=True)
+class MemberManifest:
+    name: str
+    architecture: str  # registry key, e.g. "meso4"
+    checkpoint: str  # file name relative to the weights dir
+    sha256: str | None  # always present once validated; Optional only to mirror the shared contract
+    input_size: int
+    aggregator: str  # "mean" | "max" | "topk:K" | "softmax:BETA" | "confident"
+    weight: float
+    options: dict[str, Any] = field(default_factory=dict)  # architecture kwargs (tiny test configs)
+
+
+@dataclass(frozen=True)
+class FusionManifest:
+    method: str  # one of FUSION_METHODS
+    t_low: float
+    t_high: float
+    min_models: int
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PackManifest:
+    name: str
+    version: str
+    test_pack: bool
+    description: str
+    weights_dir: str | None  # relative to the manifest file; VERITY_WEIGHTS_DIR or a caller may override
+    members: tuple[MemberManifest, ...]
+    fusion: FusionManifest
+
+
+class _Fields:
+    """Typed, strict access to one YAML mapping: unknown keys and wrong types are errors with a path."""
+
+    def __init__(self, raw: object, where: str) -> None:
+        if not isinstance(raw, dict):
+            raise ManifestError(f"{where}: expected a mapping, got {type(raw).__name__}")
+        self.raw: dict[str, Any] = raw
+        self.where = where
+        self.used: set[str] = set()
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
+        self.used.add(key)
+        if key not in self.raw:
+            if default is ...:
+                raise ManifestError(f"{self.where}: missing required field '{key}'")
+            return default
+        value = self.raw[key]
+        # bool is an int subclass; a YAML `true` must not pass as a number.
+        if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind)):
+            raise ManifestError(f"{self.where}.{key}: expected {_type_names(kind)}, got {value!r}")
+        return value
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.raw) - self.used)
+        if unknown:
+            raise ManifestError(f"{self.where}: unknown field(s) {unknown}")
+
+
+def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _type_names(kind: type | tuple[type, ...]) -> str:
+    return " or ".join(t.__name__ for t in _as_tuple(kind))
+
+
+def _member(raw: object, index: int) -> MemberManifest:
+    f = _Fields(raw, f"members[{index}]")
+    name = f.get("name", str)
+    f.where = f"members[{index}] ({name})"
+    checkpoint = f.get("checkpoint", str)
+    path = PurePosixPath(checkpoint)
+    if not checkpoint or path.is_absolute() or ".." in path.parts:
+        raise ManifestError(f"{f.where}.checkpoint: must be a path inside the weights dir, got {checkpoint!r}")
+    sha256 = f.get("sha256", str)
+    if not _SHA256.fullmatch(sha256):
+        raise ManifestError(f"{f.where}.sha256: expected 64 lowercase hex digits, got {sha256!r}")
+    input_size = f.get("input_size", int)
+    if input_size <= 0:
+        raise ManifestError(f"{f.where}.input_size: must be positive, got {input_size}")
+    aggregator = f.get("aggregator", str)
+    if not _AGGREGATOR.fullmatch(aggregator):
+        raise ManifestError(
+            f"{f.where}.aggregator: expected mean, max, confident, topk:K or softmax:BETA, got {aggregator!r}"
+        )
+    weight = float(f.get("weight", (int, float), 1.0))
+    if weight < 0:
+        raise ManifestError(f"{f.where}.weight: must be >= 0, got {weight}")
+    member = MemberManifest(
+        name=name,
+        architecture=f.get("architecture", str),
+        checkpoint=checkpoint,
+        sha256=sha256,
+        input_size=input_size,
+        aggregator=aggregator,
+        weight=weight,
+        options=dict(f.get("options", dict, {})),
+    )
+    f.finish()
+    return member
+
+
+def _fusion(raw: object, n_members: int) -> FusionManifest:
+    f = _Fields(raw, "fusion")
+    method = f.get("method", str)
+    if method not in FUSION_METHODS:
+        raise ManifestError(f"fusion.method: expected one of {FUSION_METHODS}, got {method!r}")
+    t_low = float(f.get("t_low", (int, float)))
+    t_high = float(f.get("t_high", (int, float)))
+    if not 0.0 <= t_low <= t_high <= 1.0:
+        raise ManifestError(f"fusion: need 0 <= t_low <= t_high <= 1, got t_low={t_low}, t_high={t_high}")
+    min_models = f.get("min_models", int)
+    if not 1 <= min_models <= n_members:
+        raise ManifestError(f"fusion.min_models: must be between 1 and {n_members}, got {min_models}")
+    fusion = FusionManifest(method, t_low, t_high, min_models, dict(f.get("params", dict, {})))
+    f.finish()
+    return fusion
+
+
+def parse_manifest(raw: object, where: str = "manifest") -> PackManifest:
+    """Validate an already-parsed YAML document."""
+    f = _Fields(raw, where)
+    raw_members = f.get("members", list)
+    if not raw_members:
+        raise ManifestError(f"{where}.members: a pack needs at least one member")
+    members = tuple(_member(m, i) for i, m in enumerate(raw_members))
+    names = [m.name for m in members]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ManifestError(f"{where}.members: duplicate member names {duplicates}")
+    manifest = PackManifest(
+        name=f.get("name", str),
+        version=str(f.get("version", (str, int, float))),
+        test_pack=f.get("test_pack", bool, False),
+        description=f.get("description", str, ""),
+        weights_dir=f.get("weights_dir", (str, type(None)), None),
+        members=members,
+        fusion=_fusion(f.get("fusion", dict), len(members)),
+    )
+    f.finish()
+    return manifest
+
+
+def read_manifest(path: Path) -> PackManifest:
+    """Read and validate a pack manifest; raises ManifestError naming the file and the problem."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ManifestError(f"cannot read pack manifest {path}: {exc}") from exc
+    try:
+        return parse_manifest(raw)
+    except ManifestError as exc:
+        raise ManifestError(f"{path}: {exc}") from None
+
+
+def resolve_weights_dir(manifest_path: Path, manifest: PackManifest, override: Path | None = None) -> Path:
+    """The weights folder: the caller's override, else $VERITY_WEIGHTS_DIR, else the manifest's own."""
+    if override is not None:
+        return Path(override)
+    if os.environ.get(WEIGHTS_DIR_ENV):
+        return Path(os.environ[WEIGHTS_DIR_ENV])
+    if manifest.weights_dir is None:
+        raise ManifestError(f"{manifest_path}: no weights_dir in the manifest and {WEIGHTS_DIR_ENV} is not set")
+    return (Path(manifest_path).parent / manifest.weights_dir).resolve()
