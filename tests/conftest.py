@@ -1,0 +1,182 @@
+"""Real services for the tests: a fresh Postgres database, a Redis database, and moto's S3 server over HTTP.
+
+Unit tests under tests/unit need none of these and never touch the fixtures here.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+TESTDATA = REPO.parent / "shared" / "testdata"
+PG_ADMIN_URL = os.environ.get("VERITY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("VERITY_TEST_REDIS", "redis://127.0.0.1:6379/9")
+
+
+def shared_file(relative: str) -> Path:
+    path = TESTDATA / relative
+    if not path.exists():
+        pytest.skip(f"test material {path} is absent (expected ../shared/testdata beside the repo)")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_port(port: int, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout_s} s")
+
+
+def reset_caches() -> None:
+    from db.queue import get_celery
+    from db.session import get_engine, get_sessionmaker
+    from db.settings import get_settings
+    from db.storage import get_store
+
+    if get_engine.cache_info().currsize:
+        get_engine().dispose()
+    for fn in (get_settings, get_engine, get_sessionmaker, get_store, get_celery):
+        fn.cache_clear()
+
+
+@dataclass(frozen=True)
+class Services:
+    database_url: str
+    broker_url: str
+    s3_endpoint: str
+    bucket: str
+    home: Path
+    env: dict[str, str]
+
+
+def _create_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def _drop_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def database_url(name: str) -> str:
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+def run_migrations(url: str, revision: str = "head", downgrade: bool = False) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config(str(REPO / "alembic.ini"))
+    cfg.attributes["database_url"] = url.replace("postgresql://", "postgresql+psycopg://", 1)
+    cfg.attributes["configure_logger"] = False
+    (command.downgrade if downgrade else command.upgrade)(cfg, revision)
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    import redis
+
+    db_name = f"verity_test_{os.getpid()}"
+    _create_database(db_name)
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    port = free_port()
+    moto = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    home = tmp_path_factory.mktemp("verity-home")
+    env = {
+        "DATABASE_URL": database_url(db_name),
+        "BROKER_URL": REDIS_URL,
+        "S3_BUCKET": "verity-test",
+        "S3_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "VERITY_HOME": str(home),
+        "VERITY_WEBHOOK_ALLOW_PRIVATE": "1",
+        "VERITY_WEBHOOK_SECRET": "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode(),
+        "VERITY_MAX_UPLOAD_BYTES": str(64 * 1024 * 1024),
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        _wait_port(port)
+        reset_caches()
+        from db.storage import S3Store, get_store
+
+        store = get_store()
+        assert isinstance(store, S3Store)
+        store.ensure_bucket()
+        run_migrations(env["DATABASE_URL"])
+        yield Services(env["DATABASE_URL"], REDIS_URL, env["S3_ENDPOINT_URL"], "verity-test", home, env)
+    finally:
+        moto.terminate()
+        moto.wait(timeout=10)
+        reset_caches()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        _drop_database(db_name)
+
+
+@dataclass(frozen=True)
+class Keys:
+    submitter: str
+    moderator: str
+    admin: str
+    other_tenant: str
+    revoked: str
+
+
+@pytest.fixture(scope="session")
+def keys(services: Services) -> Keys:
+    from db.apikeys import create_key, revoke_key
+    from db.session import session_scope
+
+    with session_scope() as s:
+        made = {
+            name: create_key(s, name, tenant, role)
+            for name, tenant, role in (
+                ("submitter", "acme", "submitter"),
+                ("moderator", "acme", "moderator"),
+                ("admin", "acme", "admin"),
+                ("other_tenant", "globex", "submitter"),
+                ("revoked", "acme", "submitter"),
+            )
+        }
+        revoke_key(s, made["revoked"].record.prefix)
+    return Keys(**{name: issued.plaintext for name, issued in made.items()})
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}

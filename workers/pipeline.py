@@ -1,0 +1,247 @@
+"""The detection pipeline on one local video file: no database, no broker, no storage.
+
+probe → sample → decode → faces → tracks → crops → every detector (batched) → per-track scoring → verdict.
+Used by the Celery task and by the local tools alike.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.pack import LoadedPack
+from workers.media.decode import Frame, read_frames
+from workers.media.faces import Face, FaceDetector, crop_face
+from workers.media.probe import Limits, VideoInfo, check_limits, probe_video
+from workers.media.tracks import link_tracks
+from workers.scoring.calibration import Calibrator
+from workers.scoring.decision import Verdict
+from workers.scoring.sampling import uniform_indices
+from workers.scoring.verdict import CalibrationState, FusionSpec, MemberSpec, score_video
+
+Progress = Callable[[str, float], None]
+
+CROP_PADDING_PX = 30  # seed: crop with 30 px padding around the MTCNN box
+MIN_TRACK_DETECTIONS = 3  # a face seen in fewer sampled frames is too thin to judge a person on
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    max_frames: int = 32
+    face_batch_size: int = 16
+    face_downscale: float = 1.0
+    min_face_frames: int = 3
+    limits: Limits = field(default_factory=Limits)
+
+
+@dataclass
+class PipelineOutput:
+    """Everything a Result row needs, plus the per-frame rows for ``frame_scores``."""
+
+    result: dict[str, Any]
+    frame_rows: list[dict[str, Any]]
+    frames: list[Frame]
+    faces: list[list[Face]]
+
+
+@dataclass
+class _Detection:
+    track_id: int
+    position: int  # index into the sampled frames
+    face: Face
+
+
+def _noop(stage: str, progress: float) -> None:
+    return None
+
+
+def _video_dict(info: VideoInfo) -> dict[str, Any]:
+    return {
+        "width": info.width,
+        "height": info.height,
+        "fps": info.fps,
+        "frame_count": info.frame_count,
+        "duration_s": info.duration_s,
+        "container": info.container,
+        "codec": info.codec,
+    }
+
+
+def _tracked(faces: list[list[Face]]) -> list[_Detection]:
+    tracks = link_tracks([[f.box for f in frame_faces] for frame_faces in faces])
+    kept = [t for t in tracks if len(t) >= MIN_TRACK_DETECTIONS] or tracks[:1]
+    return [
+        _Detection(track_id, position, faces[position][det])
+        for track_id, track in enumerate(kept)
+        for position, det in sorted(track)
+    ]
+
+
+def _member_specs(pack: LoadedPack) -> list[MemberSpec]:
+    return [MemberSpec(m.manifest.name, m.manifest.aggregator, m.manifest.weight) for m in pack.members]
+
+
+def _fusion_spec(pack: LoadedPack) -> FusionSpec:
+    f = pack.manifest.fusion
+    return FusionSpec(f.method, f.t_low, f.t_high, f.min_models, f.params)
+
+
+def calibration_state(version: str | None, calibrators: dict[str, Calibrator]) -> CalibrationState | None:
+    if version is None:
+        return None
+    return CalibrationState(version, calibrators, {}, frozenset())
+
+
+def run_pipeline(
+    path: Path,
+    detector: FaceDetector,
+    pack: LoadedPack,
+    config: PipelineConfig,
+    calibration: CalibrationState | None = None,
+    known_label: str | None = None,
+    progress: Progress = _noop,
+) -> PipelineOutput:
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[stage] = round(now - clock, 4)
+        clock = now
+
+    progress("probing", 0.05)
+    info = probe_video(path)
+    check_limits(info, config.limits)
+    indices = uniform_indices(info.frame_count, config.max_frames)
+    lap("probe")
+
+    progress("decoding", 0.1)
+    frames = read_frames(path, indices)
+    lap("decode")
+
+    progress("detecting_faces", 0.3)
+    faces = detector.detect(
+        [f.image for f in frames], batch_size=config.face_batch_size, downscale=config.face_downscale
+    )
+    lap("faces")
+
+    pack_info = {
+        "model_pack": f"{pack.manifest.name}@{pack.manifest.version}",
+        "test_pack": pack.manifest.test_pack,
+        "calibration_version": calibration.version if calibration else None,
+    }
+    base: dict[str, Any] = {
+        "frames_sampled": len(frames),
+        "video": _video_dict(info),
+        **pack_info,
+    }
+    frames_with_face = sum(1 for f in faces if f)
+    if frames_with_face < min(config.min_face_frames, len(frames)) or frames_with_face == 0:
+        timings["total"] = round(sum(timings.values()), 4)
+        result = {
+            **base,
+            "verdict": Verdict.NO_FACE.value,
+            "score": None,
+            "raw_score": None,
+            "method": pack.manifest.fusion.method,
+            "t_low": pack.manifest.fusion.t_low,
+            "t_high": pack.manifest.fusion.t_high,
+            "per_model": {},
+            "tracks": {"frames_with_face": frames_with_face, "tracks": []},
+            "overrides": {"applied": []},
+            "faces_found": sum(len(f) for f in faces),
+            "timings": timings,
+        }
+        return PipelineOutput(result, [], frames, faces)
+
+    detections = _tracked(faces)
+    lap("tracks")
+
+    progress("scoring", 0.55)
+    crops: dict[int, np.ndarray] = {}
+    for size in {m.detector.input_size for m in pack.members}:
+        crops[size] = np.stack(
+            [crop_face(frames[d.position].image, d.face.box, CROP_PADDING_PX, size) for d in detections]
+        )
+    lap("crops")
+
+    failed = dict(pack.failed)
+    per_model_scores: dict[str, np.ndarray] = {}
+    for i, member in enumerate(pack.members):
+        name = member.manifest.name
+        start = time.perf_counter()
+        try:
+            per_model_scores[name] = member.detector.predict(crops[member.detector.input_size])
+        except Exception as exc:  # one broken detector is reported; fusion proceeds on the others
+            failed[name] = f"{type(exc).__name__}: {exc}"[:500]
+        timings[f"model:{name}"] = round(time.perf_counter() - start, 4)
+        progress("scoring", 0.55 + 0.35 * (i + 1) / len(pack.members))
+    clock = time.perf_counter()
+
+    track_scores: dict[str, dict[int, list[float]]] = {}
+    for name, scores in per_model_scores.items():
+        by_track: dict[int, list[float]] = {}
+        for d, s in zip(detections, scores, strict=True):
+            by_track.setdefault(d.track_id, []).append(float(s))
+        track_scores[name] = by_track
+    video_score = score_video(
+        track_scores,
+        _member_specs(pack),
+        _fusion_spec(pack),
+        calibration=calibration,
+        failed_models=failed,
+        known_label=known_label,
+    ).to_dict()
+    lap("fusion")
+
+    track_frames: dict[int, list[dict[str, Any]]] = {}
+    frame_rows: list[dict[str, Any]] = []
+    for j, d in enumerate(detections):
+        frame = frames[d.position]
+        box = dict(zip(("x1", "y1", "x2", "y2"), (round(v, 1) for v in d.face.box), strict=True))
+        track_frames.setdefault(d.track_id, []).append(
+            {"frame_index": frame.index, "timestamp_s": round(frame.timestamp_s, 3), "box": box}
+        )
+        for name, scores in per_model_scores.items():
+            frame_rows.append(
+                {
+                    "frame_index": frame.index,
+                    "timestamp_s": frame.timestamp_s,
+                    "track_id": d.track_id,
+                    "box": box,
+                    "face_prob": d.face.prob,
+                    "model": name,
+                    "score": float(scores[j]),
+                }
+            )
+    per_track = video_score.get("per_track", {})
+    tracks = [
+        {"track_id": tid, "frames": track_frames[tid], **(per_track.get(tid) or per_track.get(str(tid)) or {})}
+        for tid in sorted(track_frames)
+    ]
+    timings["total"] = round(sum(timings.values()), 4)
+    result = {
+        **base,
+        "verdict": video_score["verdict"],
+        "score": video_score["score"],
+        "raw_score": video_score["raw_fused"],
+        "method": video_score["method"],
+        "t_low": video_score["thresholds"]["t_low"],
+        "t_high": video_score["thresholds"]["t_high"],
+        "per_model": video_score["per_model"],
+        "tracks": {
+            "frames_with_face": frames_with_face,
+            "worst_track": video_score.get("worst_track"),
+            "tracks": tracks,
+        },
+        "overrides": {"applied": video_score.get("overrides", [])},
+        "faces_found": len(detections),
+        "timings": timings,
+    }
+    return PipelineOutput(result, frame_rows, frames, faces)

@@ -1,0 +1,186 @@
+"""Webhook delivery per the Standard Webhooks spec, with retries scheduled from Postgres.
+
+``webhook-id`` is the delivery row's id (stable across retries); ``webhook-timestamp`` is the send time
+of each attempt; ``webhook-signature`` is ``v1,<base64 HMAC-SHA256(secret, id.timestamp.body)>``.
+Only 2xx is success; redirects are not followed; 410 Gone disables the delivery.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import random
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from sqlalchemy import select, update
+
+from db.models import DeliveryState, WebhookDelivery
+from db.netguard import UnsafeUrlError, VettedTarget, vet_url
+from db.session import session_scope
+from db.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_RETRY_AFTER_S = 24 * 3600
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    mac = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
+
+
+class _PinnedTLSAdapter(HTTPAdapter):
+    """Connect to a vetted IP while verifying the certificate (and sending SNI) for the original host."""
+
+    def __init__(self, hostname: str) -> None:
+        self._hostname = hostname
+        super().__init__(max_retries=0)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["server_hostname"] = self._hostname
+        kwargs["assert_hostname"] = self._hostname
+        super().init_poolmanager(*args, **kwargs)
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    status: int | None
+    error: str | None
+    retry_after_s: float | None
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    raw = response.headers.get("Retry-After")
+    if not raw:
+        return None
+    try:
+        return min(max(float(raw), 0.0), MAX_RETRY_AFTER_S)
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            when = parsedate_to_datetime(raw)
+        except (TypeError, ValueError):
+            return None
+        return min(max((when - datetime.now(UTC)).total_seconds(), 0.0), MAX_RETRY_AFTER_S)
+
+
+def post_pinned(target: VettedTarget, body: bytes, headers: dict[str, str], timeout_s: float) -> SendOutcome:
+    parts = urlsplit(target.url)
+    ip_host = f"[{target.ip}]" if ":" in target.ip else target.ip
+    pinned = urlunsplit((parts.scheme, f"{ip_host}:{target.port}", parts.path or "/", parts.query, ""))
+    with requests.Session() as session:
+        session.trust_env = False  # never route a vetted request through an environment proxy
+        if target.scheme == "https":
+            session.mount("https://", _PinnedTLSAdapter(target.host))
+        try:
+            response = session.post(
+                pinned,
+                data=body,
+                headers={**headers, "Host": parts.netloc.rsplit("@", 1)[-1]},
+                timeout=timeout_s,
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            return SendOutcome(None, f"{type(exc).__name__}: {exc}"[:500], None)
+    return SendOutcome(response.status_code, None, _retry_after(response))
+
+
+def backoff_s(settings: Settings, attempts: int) -> float:
+    """Delay before the next try after ``attempts`` failures, with ±20% jitter so retries don't herd."""
+    schedule = settings.webhook_backoff_s
+    base = schedule[min(attempts - 1, len(schedule) - 1)]
+    return base * random.uniform(0.8, 1.2)
+
+
+def _claim(delivery_id: uuid.UUID, settings: Settings) -> WebhookDelivery | None:
+    """Take a due delivery for one send; pushing next_attempt_at ahead keeps a parallel sender off it."""
+    now = datetime.now(UTC)
+    with session_scope() as session:
+        result = session.execute(
+            update(WebhookDelivery)
+            .where(
+                WebhookDelivery.id == delivery_id,
+                WebhookDelivery.state == DeliveryState.PENDING.value,
+                WebhookDelivery.next_attempt_at <= now,
+            )
+            .values(
+                attempts=WebhookDelivery.attempts + 1,
+                next_attempt_at=now + timedelta(seconds=settings.webhook_timeout_s + 60),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            return None
+        return session.scalars(select(WebhookDelivery).where(WebhookDelivery.id == delivery_id)).one()
+
+
+def deliver(delivery_id: str, settings: Settings) -> str | None:
+    """Make one attempt at a due delivery; returns the resulting state, or None if it was not due."""
+    delivery = _claim(uuid.UUID(delivery_id), settings)
+    if delivery is None:
+        return None
+    body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True).encode()
+    timestamp = int(time.time())
+    headers = {
+        "content-type": "application/json",
+        "user-agent": "Verity-Webhooks/1",
+        "webhook-id": delivery.webhook_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign(settings.webhook_secret, delivery.webhook_id, timestamp, body),
+    }
+    try:
+        target = vet_url(delivery.url, allow_private=settings.webhook_allow_private)
+    except UnsafeUrlError as exc:
+        outcome = SendOutcome(None, f"refused: {exc}", None)
+        state = DeliveryState.FAILED
+    else:
+        outcome = post_pinned(target, body, headers, settings.webhook_timeout_s)
+        if outcome.status is not None and 200 <= outcome.status < 300:
+            state = DeliveryState.DELIVERED
+        elif outcome.status == 410:
+            state = DeliveryState.DISABLED
+        elif delivery.attempts >= settings.webhook_max_attempts:
+            state = DeliveryState.FAILED
+        else:
+            state = DeliveryState.PENDING
+    now = datetime.now(UTC)
+    delay = outcome.retry_after_s if outcome.retry_after_s is not None else backoff_s(settings, delivery.attempts)
+    error = outcome.error or (None if state == DeliveryState.DELIVERED else f"HTTP {outcome.status}")
+    with session_scope() as session:
+        session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id == delivery.id)
+            .values(
+                state=state.value,
+                last_status=outcome.status,
+                last_error=error,
+                next_attempt_at=now + timedelta(seconds=delay),
+                delivered_at=now if state == DeliveryState.DELIVERED else None,
+            )
+        )
+    log.info("webhook %s attempt %d -> %s (%s)", delivery.webhook_id, delivery.attempts, state.value, error or "ok")
+    return state.value
+
+
+def due_deliveries(limit: int = 100) -> list[str]:
+    now = datetime.now(UTC)
+    with session_scope() as session:
+        rows = session.scalars(
+            select(WebhookDelivery.id)
+            .where(WebhookDelivery.state == DeliveryState.PENDING.value, WebhookDelivery.next_attempt_at <= now)
+            .order_by(WebhookDelivery.next_attempt_at)
+            .limit(limit)
+        )
+        return [str(r) for r in rows]
