@@ -50,12 +50,31 @@ def stack(services: Services, keys: Keys, tmp_path_factory: pytest.TempPathFacto
     port = free_port()
     api = subprocess.Popen(
         [_bin("gunicorn"), "-b", f"127.0.0.1:{port}", "-w", "2", "api.app:create_app()"],
-        cwd=REPO, env=env, stdout=(logs / "api.log").open("wb"), stderr=subprocess.STDOUT,
+        cwd=REPO,
+        env=env,
+        stdout=(logs / "api.log").open("wb"),
+        stderr=subprocess.STDOUT,
     )
     worker = subprocess.Popen(
-        [_bin("celery"), "-A", "workers.celery_app", "worker", "-Q", "gpu,io", "-c", "1", "-B",
-         "--loglevel", "INFO", "-n", f"e2e-{os.getpid()}@%h"],
-        cwd=REPO, env=env, stdout=(logs / "worker.log").open("wb"), stderr=subprocess.STDOUT,
+        [
+            _bin("celery"),
+            "-A",
+            "workers.celery_app",
+            "worker",
+            "-Q",
+            "gpu,io",
+            "-c",
+            "1",
+            "-B",
+            "--loglevel",
+            "INFO",
+            "-n",
+            f"e2e-{os.getpid()}@%h",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=(logs / "worker.log").open("wb"),
+        stderr=subprocess.STDOUT,
     )
     receiver = WebhookReceiver()
     base = f"http://127.0.0.1:{port}"
@@ -135,8 +154,7 @@ def test_video_to_signed_verdict(stack: Stack, keys: Keys, clip: str, label: str
     assert done["progress"] == 1.0
     assert done["_stages"][-1] == "done"
 
-    result = requests.get(f"{stack.base}/v1/jobs/{job['id']}/result", headers=bearer(keys.submitter),
-                          timeout=10).json()
+    result = requests.get(f"{stack.base}/v1/jobs/{job['id']}/result", headers=bearer(keys.submitter), timeout=10).json()
     assert result["verdict"] in ("REAL", "FAKE", "UNCERTAIN")
     assert 0.0 <= result["score"] <= 1.0
     assert result["thresholds"]["t_low"] < result["thresholds"]["t_high"]
@@ -170,11 +188,16 @@ def test_moderator_feedback_on_a_finished_job(stack: Stack, keys: Keys) -> None:
     url = f"{stack.base}/v1/jobs/{job['id']}/feedback"
     denied = requests.post(url, json={"label": "REAL"}, headers=bearer(keys.submitter), timeout=10)
     assert denied.status_code == 403
-    first = requests.post(url, json={"label": "FAKE", "category": "FALSE_NEGATIVE"},
-                          headers=bearer(keys.moderator), timeout=10)
+    first = requests.post(
+        url, json={"label": "FAKE", "category": "FALSE_NEGATIVE"}, headers=bearer(keys.moderator), timeout=10
+    )
     assert first.status_code == 201, first.text
-    second = requests.post(url, json={"label": "REAL", "category": "CONFIRMATION", "note": "checked"},
-                           headers=bearer(keys.moderator), timeout=10)
+    second = requests.post(
+        url,
+        json={"label": "REAL", "category": "CONFIRMATION", "note": "checked"},
+        headers=bearer(keys.moderator),
+        timeout=10,
+    )
     assert second.status_code == 201
     export = requests.get(f"{stack.base}/v1/feedback?all=1", headers=bearer(keys.moderator), timeout=10).json()
     mine = [f for f in export["feedback"] if f["job_id"] == job["id"]]

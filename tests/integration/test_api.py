@@ -60,8 +60,7 @@ def test_keys_are_stored_hashed(services: Services, keys: Keys) -> None:
 
 def test_submit_then_read_back(client: FlaskClient, keys: Keys) -> None:
     video = shared_file("videos/real/retalking_1.mp4").read_bytes()
-    response = submit(client, keys.submitter, video, name="../../etc/passwd\x00.mp4",
-                      metadata='{"source": "unit"}')
+    response = submit(client, keys.submitter, video, name="../../etc/passwd\x00.mp4", metadata='{"source": "unit"}')
     assert response.status_code == 202, response.json
     job = response.json
     assert job["status"] == "QUEUED"
@@ -95,8 +94,7 @@ def test_other_tenant_sees_404(client: FlaskClient, keys: Keys) -> None:
 
 def test_submitter_cannot_post_feedback(client: FlaskClient, keys: Keys) -> None:
     job = submit(client, keys.submitter, MP4_HEAD + b"\x00" * 100).json
-    response = client.post(f"/v1/jobs/{job['id']}/feedback", json={"label": "FAKE"},
-                           headers=bearer(keys.submitter))
+    response = client.post(f"/v1/jobs/{job['id']}/feedback", json={"label": "FAKE"}, headers=bearer(keys.submitter))
     assert response.status_code == 403
     assert response.json["error"]["code"] == "FORBIDDEN"
     early = client.post(f"/v1/jobs/{job['id']}/feedback", json={"label": "FAKE"}, headers=bearer(keys.moderator))
@@ -113,8 +111,9 @@ def test_submitter_cannot_post_feedback(client: FlaskClient, keys: Keys) -> None
         (b"#EXTM3U\n#EXT-X-VERSION:3\nhttp://example.com/a.ts\n", 415, "UNSUPPORTED_MEDIA_TYPE"),
     ],
 )
-def test_bad_uploads_are_refused_with_4xx(client: FlaskClient, keys: Keys, payload: bytes, status: int,
-                                         code: str) -> None:
+def test_bad_uploads_are_refused_with_4xx(
+    client: FlaskClient, keys: Keys, payload: bytes, status: int, code: str
+) -> None:
     response = submit(client, keys.submitter, payload)
     assert response.status_code == status
     assert response.json["error"]["code"] == code

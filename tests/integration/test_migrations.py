@@ -24,8 +24,16 @@ def test_upgrade_downgrade_upgrade_on_postgres() -> None:
     try:
         run_migrations(url)
         tables = set(sa.inspect(engine).get_table_names())
-        assert {"api_keys", "jobs", "results", "frame_scores", "feedback", "calibrations",
-                "webhook_deliveries", "alembic_version"} <= tables
+        assert {
+            "api_keys",
+            "jobs",
+            "results",
+            "frame_scores",
+            "feedback",
+            "calibrations",
+            "webhook_deliveries",
+            "alembic_version",
+        } <= tables
         run_migrations(url, "base", downgrade=True)
         assert set(sa.inspect(engine).get_table_names()) <= {"alembic_version"}
         run_migrations(url)

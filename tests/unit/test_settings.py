@@ -1,0 +1,30 @@
+"""Start-up refuses an inconsistent timeout chain: task_time_limit < lease < visibility_timeout."""
+
+from __future__ import annotations
+
+import pytest
+
+from db.settings import SettingsError, load_settings
+
+
+@pytest.mark.parametrize(("limit", "lease", "visibility"), [(900, 900, 1800), (900, 1200, 1000), (2000, 1200, 1800)])
+def test_inconsistent_timeouts_are_refused(monkeypatch: pytest.MonkeyPatch, tmp_path, limit, lease, visibility) -> None:  # noqa: ANN001
+    monkeypatch.setenv("VERITY_HOME", str(tmp_path))
+    monkeypatch.setenv("VERITY_TASK_TIME_LIMIT_S", str(limit))
+    monkeypatch.setenv("VERITY_LEASE_S", str(lease))
+    monkeypatch.setenv("VERITY_VISIBILITY_TIMEOUT_S", str(visibility))
+    with pytest.raises(SettingsError, match="inconsistent timeouts"):
+        load_settings()
+
+
+def test_visibility_timeout_reaches_every_place_celery_reads_it(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
+    from db.queue import make_celery
+
+    monkeypatch.setenv("VERITY_HOME", str(tmp_path))
+    monkeypatch.setenv("BROKER_URL", "redis://127.0.0.1:6379/9")
+    settings = load_settings()
+    conf = make_celery(settings).conf
+    assert conf.broker_transport_options["visibility_timeout"] == settings.visibility_timeout_s
+    assert conf.result_backend_transport_options["visibility_timeout"] == settings.visibility_timeout_s
+    assert conf.task_time_limit < settings.lease_s < settings.visibility_timeout_s
+    assert conf.task_acks_late and conf.task_reject_on_worker_lost and conf.worker_prefetch_multiplier == 1
