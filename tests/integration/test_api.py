@@ -24,7 +24,7 @@ def client(services: Services) -> Iterator[FlaskClient]:
         yield c
 
 
-def submit(client: FlaskClient, key: str, payload: bytes, name: str = "clip.mp4", **extra: object):  # noqa: ANN201
+def submit(client: FlaskClient, key: str, payload: bytes, name: str = "clip.mp4", **extra: object):
     headers = bearer(key)
     if "idempotency_key" in extra:
         headers["Idempotency-Key"] = str(extra.pop("idempotency_key"))

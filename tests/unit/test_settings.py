@@ -8,7 +8,7 @@ from db.settings import SettingsError, load_settings
 
 
 @pytest.mark.parametrize(("limit", "lease", "visibility"), [(900, 900, 1800), (900, 1200, 1000), (2000, 1200, 1800)])
-def test_inconsistent_timeouts_are_refused(monkeypatch: pytest.MonkeyPatch, tmp_path, limit, lease, visibility) -> None:  # noqa: ANN001
+def test_inconsistent_timeouts_are_refused(monkeypatch: pytest.MonkeyPatch, tmp_path, limit, lease, visibility) -> None:
     monkeypatch.setenv("VERITY_HOME", str(tmp_path))
     monkeypatch.setenv("VERITY_TASK_TIME_LIMIT_S", str(limit))
     monkeypatch.setenv("VERITY_LEASE_S", str(lease))
@@ -17,7 +17,7 @@ def test_inconsistent_timeouts_are_refused(monkeypatch: pytest.MonkeyPatch, tmp_
         load_settings()
 
 
-def test_visibility_timeout_reaches_every_place_celery_reads_it(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
+def test_visibility_timeout_reaches_every_place_celery_reads_it(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     from db.queue import make_celery
 
     monkeypatch.setenv("VERITY_HOME", str(tmp_path))
