@@ -31,7 +31,7 @@ def _new_job(**values: object) -> str:
     return str(job_id)
 
 
-def _job(job_id: str):  # noqa: ANN202
+def _job(job_id: str):
     from db.models import Job
     from db.session import session_scope
 
