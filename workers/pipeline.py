@@ -83,7 +83,8 @@ def _tracked(faces: list[list[Face]]) -> list[_Detection]:
 
 
 def _member_specs(pack: LoadedPack) -> list[MemberSpec]:
-    return [MemberSpec(m.manifest.name, m.manifest.aggregator, m.manifest.weight) for m in pack.members]
+    # Every manifest member, loaded or not: one that failed to load is reported, not silently dropped.
+    return [MemberSpec(m.name, m.aggregator, m.weight) for m in pack.manifest.members]
 
 
 def _fusion_spec(pack: LoadedPack) -> FusionSpec:
