@@ -1,0 +1,118 @@
+"""Read a video's metadata without decoding frames, and refuse files over the configured limits.
+
+DESIGN §8: resolution / duration / frame-count limits are checked from container metadata before any
+decoding, so a small file that declares a huge frame size or a long duration is refused in milliseconds.
+"""
+
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import av.container
+import av.video.stream
+
+from workers.media.container import open_input
+from workers.media.errors import MediaError
+
+# Decoders we are willing to run on uploads: the common camera / phone / web codecs. Each FFmpeg decoder
+# is attack surface; nobody uploads a deepfake as Cinepak.
+ACCEPTED_CODECS = frozenset({"h264", "hevc", "mpeg4", "vp8", "vp9", "av1"})
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    # As the container declares it, before any display rotation. A stream may still switch to a larger
+    # size later (or its codec header may disagree); read_frames has the decoder enforce max_pixels.
+    width: int
+    height: int
+    fps: float  # average frame rate
+    frame_count: int  # from the container; estimated as duration x fps when it declares none
+    duration_s: float
+    container: str  # FFmpeg demuxer used: "mp4" (also MOV/3GP), "matroska" (also WebM) or "avi"
+    codec: str  # FFmpeg codec name, e.g. "h264"
+
+
+@dataclass(frozen=True)
+class Limits:
+    # 7680 is 8K UHD's long side; either orientation is allowed.
+    max_width: int = 7680
+    max_height: int = 7680
+    # Twice 4K UHD: any 4K video in either orientation passes, 8K (33 Mpx) does not. Face detection and
+    # 224-256 px crops gain nothing from more, and decoder memory grows with pixels x reference frames.
+    max_pixels: int = 3840 * 2160 * 2
+    # Frames are decoded sequentially (seeking per frame was 12-17x slower), so decode time grows with length;
+    # ten minutes of 1080p30 is ~1-2 min of CPU decoding.
+    max_duration_s: float = 600.0
+    # Bounds decoding work when the frame rate is absurd (600 s at 120 fps is 72k frames).
+    max_frames: int = 100_000
+
+
+def probe_video(path: Path) -> VideoInfo:
+    """Container and stream metadata of the first video stream; no frame is decoded."""
+    with open_input(path) as container:
+        if not container.streams.video:
+            raise MediaError("NO_VIDEO_STREAM", "the file has no video stream")
+        stream = container.streams.video[0]
+        codec = stream.codec_context.codec.canonical_name
+        if codec not in ACCEPTED_CODECS:
+            raise MediaError("UNSUPPORTED_MEDIA", f"video codec {codec!r} is not accepted")
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if not (width and height):
+            width, height = _declared_size(path)  # FFmpeg dropped a size over its own limit
+        fps = _fps(stream)
+        duration_s = _duration_s(container, stream)
+        frame_count = stream.frames or round(duration_s * fps)
+        _check_not_truncated(path, stream)
+        return VideoInfo(width, height, fps, frame_count, duration_s, container.format.name, codec)
+
+
+def check_limits(info: VideoInfo, limits: Limits) -> None:
+    """Raise MediaError(LIMIT_EXCEEDED) naming the first limit `info` breaks."""
+    size = f"{info.width}x{info.height}"
+    if info.width > limits.max_width or info.height > limits.max_height:
+        raise _limit(f"frame size {size} exceeds {limits.max_width}x{limits.max_height}")
+    if info.width * info.height > limits.max_pixels:
+        raise _limit(f"frame size {size} exceeds {limits.max_pixels} pixels")
+    if info.duration_s > limits.max_duration_s:
+        raise _limit(f"duration {info.duration_s:.0f} s exceeds {limits.max_duration_s:.0f} s")
+    if info.frame_count > limits.max_frames:
+        raise _limit(f"{info.frame_count} frames exceed {limits.max_frames}")
+
+
+def _limit(message: str) -> MediaError:
+    return MediaError("LIMIT_EXCEEDED", message)
+
+
+def _declared_size(path: Path) -> tuple[int, int]:
+    with open_input(path, decoders=False) as container:
+        ctx = container.streams.video[0].codec_context
+        if not (ctx.width and ctx.height):
+            raise MediaError("CORRUPT_MEDIA", "the video stream declares no frame size")
+        return ctx.width, ctx.height
+
+
+def _fps(stream: av.video.stream.VideoStream) -> float:
+    rate = stream.average_rate or stream.guessed_rate
+    if not rate or rate <= 0:
+        raise MediaError("CORRUPT_MEDIA", "the video stream declares no frame rate")
+    return float(rate)
+
+
+def _duration_s(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float:
+    if stream.duration and stream.time_base:
+        seconds = float(stream.duration * stream.time_base)
+    else:  # e.g. Matroska keeps the duration only at the segment level
+        seconds = float(Fraction(container.duration or 0, av.time_base))
+    if seconds <= 0:
+        raise MediaError("CORRUPT_MEDIA", "the file declares no duration")
+    return seconds
+
+
+def _check_not_truncated(path: Path, stream: av.video.stream.VideoStream) -> None:
+    # MP4 with the index (moov) at the end fails to open when cut short, but a "fast start" MP4 indexes
+    # every sample up front: compare where the last indexed sample ends with the file size.
+    end = max((entry.pos + entry.size for entry in stream.index_entries), default=0)
+    size = path.stat().st_size
+    if end > size:
+        raise MediaError("CORRUPT_MEDIA", f"the file is truncated: samples run to byte {end}, file has {size}")
