@@ -69,18 +69,26 @@ def architectures() -> tuple[str, ...]:
     return tuple(sorted(_REGISTRY))
 
 
-_TORCH_LOAD = "models.checkpoint:load_checkpoint"
+_TORCH = "models.checkpoint:load_checkpoint"
+_MESONET = "models.mesonet:load_mesonet_weights"
 _P_REAL = OutputSemantics("sigmoid_real")
-_SOFTMAX_FAKE_1 = OutputSemantics("softmax", fake_index=1)
+_P_FAKE = OutputSemantics("sigmoid_fake")
+_CLASS_1_FAKE = OutputSemantics("softmax", fake_index=1)
 
-register(ArchSpec("meso4", "models.mesonet:Meso4", "models.mesonet:load_mesonet_weights", 256, UNIT, _P_REAL))
-register(
+for _spec in (
+    ArchSpec("meso4", "models.mesonet:Meso4", _MESONET, 256, UNIT, _P_REAL),
+    ArchSpec("mesoinception4", "models.mesonet:MesoInception4", _MESONET, 256, UNIT, _P_REAL),
+    ArchSpec("xception", "models.xception:build_xception", _TORCH, 224, IMAGENET, _CLASS_1_FAKE),
+    ArchSpec("efficientnet_b4", "models.efficientnet:build_efficientnet_b4", _TORCH, 224, IMAGENET, _CLASS_1_FAKE),
+    ArchSpec("f3net", "models.f3net:F3Net", _TORCH, 224, IMAGENET, _CLASS_1_FAKE),
     ArchSpec(
-        "mesoinception4",
-        "models.mesonet:MesoInception4",
-        "models.mesonet:load_mesonet_weights",
-        256,
-        UNIT,
-        _P_REAL,
-    )
-)
+        "effort_clip",
+        "models.effort_clip:EffortClip",
+        "models.effort_clip:load_effort_weights",
+        224,
+        CLIP,
+        _CLASS_1_FAKE,
+    ),
+    ArchSpec("hybrid", "models.hybrid:HybridResNetViT", _TORCH, 224, IMAGENET, _P_FAKE),
+):
+    register(_spec)
