@@ -150,7 +150,7 @@ def print_result(result: dict[str, Any]) -> None:
     for track in tracks:
         score = track.get("score")
         shown = f"{score:.4f}" if isinstance(score, float) else "-"
-        print(f"track {track['track_id']}: {len(track['frames'])} frames, fused P(fake) {shown}")
+        print(f"track {track['track_id']}: {len(track['detections'])} faces, fused P(fake) {shown}")
     for o in result.get("overrides") or []:
         print(f"override {o['kind']}: {o['before']:.4f} -> {o['after']:.4f} ({o['reason']})")
     timings = result.get("timings") or {}

@@ -168,7 +168,7 @@ def run_pipeline(
     crops: dict[int, np.ndarray] = {}
     for size in {m.detector.input_size for m in pack.members}:
         crops[size] = np.stack(
-            [crop_face(frames[d.position].image, d.face.box, CROP_PADDING_PX, size) for d in detections]
+            [crop_face(frames[d.position].image, d.face.box, size=size, padding=CROP_PADDING_PX) for d in detections]
         )
     lap("crops")
 
@@ -223,7 +223,7 @@ def run_pipeline(
             )
     per_track = video_score.get("per_track", {})
     tracks = [
-        {"track_id": tid, "frames": track_frames[tid], **(per_track.get(tid) or per_track.get(str(tid)) or {})}
+        {"track_id": tid, "detections": track_frames[tid], **(per_track.get(tid) or per_track.get(str(tid)) or {})}
         for tid in sorted(track_frames)
     ]
     timings["total"] = round(sum(timings.values()), 4)
