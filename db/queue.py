@@ -84,3 +84,7 @@ def enqueue_webhook(delivery_id: str) -> None:
 def check_broker() -> None:
     with get_celery().connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, timeout=2)
+
+
+# Fits a new calibration version from moderator feedback (workers/recalibrate_tasks.py; io queue).
+RECALIBRATE_TASK = "verity.recalibrate"

@@ -178,9 +178,10 @@ def test_split_is_stratified_and_seeded() -> None:
 def test_the_stored_version_round_trips_and_is_json(fitted) -> None:
     _, fit = fitted
     columns = fit.row_columns()
-    restored = VersionSpec.from_row("v9", **{k: json.loads(json.dumps(columns[k])) for k in columns if k in (
-        "calibrators", "feedback_weights", "fusion", "thresholds")})  # fmt: skip
-    json.dumps(columns)
+    stored = json.loads(json.dumps(columns))  # what a JSON column gives back
+    restored = VersionSpec.from_row(
+        "v9", stored["calibrators"], stored["feedback_weights"], stored["fusion"], stored["thresholds"]
+    )
     assert restored.state == fit.state("v9")
     spec = restored.fusion_spec(PACK_FUSION)
     assert (spec.method, spec.t_low, spec.t_high, spec.min_models) == (fit.method, fit.t_low, fit.t_high, 1)
