@@ -6,7 +6,7 @@ import logging
 
 from flask import Flask
 
-from api import feedback, health, jobs
+from api import calibrations, feedback, health, jobs
 from api.errors import register_error_handlers
 from db.settings import Settings, get_settings
 
@@ -25,5 +25,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(jobs.bp)
     app.register_blueprint(feedback.bp)
+    app.register_blueprint(calibrations.bp)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return app

@@ -1,0 +1,147 @@
+"""Calibration versions (admin): fit from feedback, list, show, activate / roll back, reliability diagram,
+and replay of a stored job under any version.
+
+Layering: the API calls ``workers.recalibrate`` directly. That module is database + pure numpy
+(``workers.scoring``) and imports neither torch nor ``workers.pipeline`` / ``models.pack``, and
+``workers/__init__.py`` is empty, so importing it keeps the API process free of torch. A fit is
+synchronous: it reads stored scores only and takes seconds for tens of thousands of labels.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from api.auth import current_key, require_role
+from api.errors import ApiError
+from api.jobs import _tenant_job
+from db.models import Role
+from db.session import session_scope
+from workers import recalibrate as calibrations
+from workers.scoring.fusion import FUSION_METHODS
+
+bp = Blueprint("calibrations", __name__)
+
+_FIT_OPTIONS: dict[str, tuple[str, type]] = {
+    "target_fpr": ("target_fpr", float),
+    "uncertain_band": ("uncertain_band", float),
+    "held_out_fraction": ("held_out_fraction", float),
+    "min_per_class": ("min_per_class", int),
+    "min_isotonic_labels": ("min_isotonic_labels", int),
+    "method": ("fusion_method", str),
+    "seed": ("seed", int),
+}
+
+
+def _body() -> dict[str, Any]:
+    if not request.get_data():
+        return {}
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "INVALID_JSON", "send a JSON object body (or none)")
+    return body
+
+
+def _not_found(exc: calibrations.CalibrationNotFound) -> ApiError:
+    return ApiError(404, "NOT_FOUND", str(exc))
+
+
+@bp.post("/v1/calibrations")
+@require_role(Role.ADMIN)
+def fit_calibration() -> Response:
+    """Fit a candidate now. Body (all optional): target_fpr, uncertain_band, held_out_fraction,
+    min_per_class, min_isotonic_labels, method, seed, auto_activate."""
+    body = _body()
+    unknown = sorted(set(body) - set(_FIT_OPTIONS) - {"auto_activate"})
+    if unknown:
+        raise ApiError(400, "INVALID_PARAMETER", f"unknown field(s) {unknown}; allowed: {sorted(_FIT_OPTIONS)}")
+    overrides: dict[str, Any] = {}
+    for field, (name, kind) in _FIT_OPTIONS.items():
+        if field not in body or body[field] is None:
+            continue
+        value = body[field]
+        ok = isinstance(value, str) if kind is str else isinstance(value, int | float) and not isinstance(value, bool)
+        if not ok or (kind is int and value != int(value)):
+            raise ApiError(
+                400, "INVALID_PARAMETER", f"{field} must be a{'n integer' if kind is int else ' ' + kind.__name__}"
+            )
+        overrides[name] = kind(value)
+    if "fusion_method" in overrides and overrides["fusion_method"] not in FUSION_METHODS:
+        raise ApiError(400, "INVALID_PARAMETER", f"method must be one of {', '.join(FUSION_METHODS)}")
+    auto = body.get("auto_activate", False)
+    if not isinstance(auto, bool):
+        raise ApiError(400, "INVALID_PARAMETER", "auto_activate must be true or false")
+    try:
+        config = calibrations.config_from_env(**overrides)
+    except ValueError as exc:
+        raise ApiError(400, "INVALID_PARAMETER", str(exc)) from exc
+    try:
+        view = calibrations.fit(config, auto_activate=auto)
+    except calibrations.NotEnoughLabels as exc:
+        raise ApiError(422, "NOT_ENOUGH_LABELS", str(exc)) from exc
+    response = jsonify(view)
+    response.status_code = 201
+    response.headers["Location"] = f"/v1/calibrations/{view['version']}"
+    return response
+
+
+@bp.get("/v1/calibrations")
+@require_role(Role.ADMIN)
+def list_calibrations() -> Response:
+    versions = calibrations.list_versions()
+    active = next((v["version"] for v in versions if v["status"] == "active"), None)
+    return jsonify({"active": active, "calibrations": versions})
+
+
+@bp.get("/v1/calibrations/<version>")
+@require_role(Role.ADMIN)
+def show_calibration(version: str) -> Response:
+    try:
+        return jsonify(calibrations.get_version(version, full=True))
+    except calibrations.CalibrationNotFound as exc:
+        raise _not_found(exc) from exc
+
+
+@bp.post("/v1/calibrations/<version>/activate")
+@require_role(Role.ADMIN)
+def activate_calibration(version: str) -> Response:
+    key = current_key()
+    try:
+        return jsonify(calibrations.activate(version, by=f"api key {key.prefix} ({key.name})"))
+    except calibrations.CalibrationNotFound as exc:
+        raise _not_found(exc) from exc
+
+
+@bp.get("/v1/calibrations/<version>/reliability.png")
+@require_role(Role.ADMIN)
+def reliability_diagram(version: str) -> Response:
+    try:
+        png = calibrations.reliability_png(version)
+    except calibrations.CalibrationNotFound as exc:
+        raise _not_found(exc) from exc
+    return Response(png, mimetype="image/png", headers={"Cache-Control": "private, max-age=60"})
+
+
+@bp.get("/v1/jobs/<job_id>/replay")
+@require_role(Role.ADMIN)
+def replay_job(job_id: str) -> Response:
+    """?version=V|none (default: the job's own), &method=, &aggregator=MODEL=SPEC (repeatable)."""
+    with session_scope() as session:
+        job = _tenant_job(session, job_id)  # another tenant's job is a 404
+        tenant = job.tenant
+    aggregators: dict[str, str] = {}
+    for item in request.args.getlist("aggregator"):
+        name, sep, spec = item.partition("=")
+        if not sep or not name or not spec:
+            raise ApiError(400, "INVALID_PARAMETER", f"aggregator takes MODEL=SPEC, got {item!r}")
+        aggregators[name] = spec
+    try:
+        out = calibrations.replay(
+            job_id, request.args.get("version"), request.args.get("method"), aggregators, tenant=tenant
+        )
+    except calibrations.CalibrationNotFound as exc:
+        raise _not_found(exc) from exc
+    except calibrations.ReplayError as exc:
+        raise ApiError(409 if "no stored result" in str(exc) else 400, "CANNOT_REPLAY", str(exc)) from exc
+    return jsonify(out)
