@@ -45,9 +45,7 @@ def post_feedback(job_id: str) -> Response:
     with session_scope() as session:
         job = _tenant_job(session, job_id)
         if job.status != JobStatus.SUCCEEDED:
-            raise ApiError(
-                409, "RESULT_NOT_READY", f"feedback needs a finished result; the job is {job.status}"
-            )
+            raise ApiError(409, "RESULT_NOT_READY", f"feedback needs a finished result; the job is {job.status}")
         session.execute(
             update(Feedback)
             .where(Feedback.job_id == job.id, Feedback.api_key_id == key.id, Feedback.is_current.is_(True))

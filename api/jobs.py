@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 
 MAX_FRAMES_LIMIT = 300
+# Mirrors workers.pipeline.SAMPLING_STRATEGIES; the API cannot import the torch-side pipeline.
+SAMPLING_STRATEGIES = ("uniform", "fixed_rate")
 
 
 def _settings() -> Settings:
@@ -45,25 +47,26 @@ def _parse_job_id(raw: str) -> uuid.UUID:
 
 def _tenant_job(session: Session, raw_id: str) -> Job:
     """Another tenant's job is indistinguishable from a missing one."""
-    job = session.scalar(
-        select(Job).where(Job.id == _parse_job_id(raw_id), Job.tenant == current_key().tenant)
-    )
+    job = session.scalar(select(Job).where(Job.id == _parse_job_id(raw_id), Job.tenant == current_key().tenant))
     if job is None:
         raise ApiError(404, "NOT_FOUND", "no such job")
     return job
 
 
 def _parse_params() -> dict[str, Any]:
+    sampling = request.form.get("sampling", "uniform")
+    if sampling not in SAMPLING_STRATEGIES:
+        raise ApiError(400, "INVALID_PARAMETER", f"sampling must be one of {', '.join(SAMPLING_STRATEGIES)}")
     raw = request.form.get("max_frames")
     if raw is None:
-        return {"max_frames": _settings().max_frames}
+        return {"max_frames": _settings().max_frames, "sampling": sampling}
     try:
         max_frames = int(raw)
     except ValueError as exc:
         raise ApiError(400, "INVALID_PARAMETER", "max_frames must be an integer") from exc
     if not 1 <= max_frames <= MAX_FRAMES_LIMIT:
         raise ApiError(400, "INVALID_PARAMETER", f"max_frames must be between 1 and {MAX_FRAMES_LIMIT}")
-    return {"max_frames": max_frames}
+    return {"max_frames": max_frames, "sampling": sampling}
 
 
 def _parse_metadata() -> dict[str, Any]:
@@ -219,9 +222,7 @@ def list_jobs() -> Response:
     with session_scope() as session:
         jobs = list(session.scalars(query))
     page, more = jobs[:limit], len(jobs) > limit
-    return jsonify(
-        {"jobs": [job_view(j) for j in page], "next_cursor": _encode_cursor(page[-1]) if more else None}
-    )
+    return jsonify({"jobs": [job_view(j) for j in page], "next_cursor": _encode_cursor(page[-1]) if more else None})
 
 
 @bp.delete("/<job_id>")

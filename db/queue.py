@@ -26,12 +26,13 @@ IO_QUEUE = "io"
 def broker_transport_options(settings: Settings) -> dict[str, Any]:
     if settings.embedded_broker:
         folder = settings.home / "broker"
-        for sub in ("queue", "processed"):
+        for sub in ("queue", "processed", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         return {
             "data_folder_in": str(folder / "queue"),
             "data_folder_out": str(folder / "queue"),
             "processed_folder": str(folder / "processed"),
+            "control_folder": str(folder / "control"),  # else kombu writes ./control in the cwd
             "store_processed": False,
         }
     # Redis re-delivers an unacked message after this; it must outlast the lease (checked in Settings).

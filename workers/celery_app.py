@@ -13,7 +13,7 @@ from db.settings import get_settings
 
 settings = get_settings()  # validates the timeout chain; a worker refuses to start on bad settings
 app = make_celery(settings)
-app.conf.include = ["workers.tasks"]
+app.conf.include = ["workers.tasks", "workers.recalibrate_tasks"]
 
 
 @worker_process_init.connect

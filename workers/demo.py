@@ -87,8 +87,21 @@ def start_services(port: int, log_dir: Path) -> list[subprocess.Popen[bytes]]:
         stderr=subprocess.STDOUT,
     )
     worker = subprocess.Popen(
-        [_bin("celery"), "-A", "workers.celery_app", "worker", "-Q", "gpu,io", "-B", "--pool", "solo",
-         "--loglevel", "INFO", "-n", f"demo-{os.getpid()}@%h"],
+        [
+            _bin("celery"),
+            "-A",
+            "workers.celery_app",
+            "worker",
+            "-Q",
+            "gpu,io",
+            "-B",
+            "--pool",
+            "solo",
+            "--loglevel",
+            "INFO",
+            "-n",
+            f"demo-{os.getpid()}@%h",
+        ],
         cwd=REPO_ROOT,
         stdout=(log_dir / "worker.log").open("ab"),
         stderr=subprocess.STDOUT,
@@ -144,8 +157,10 @@ def print_result(result: dict[str, Any]) -> None:
             if m.get("error"):
                 print(f"{name:<22}  failed: {m['error']}")
                 continue
-            print(f"{name:<22}{m.get('frames', ''):>7}{m['aggregated']:>12.4f}{m['calibrated']:>12.4f}"
-                  f"{m['weight']:>8.2f}  {m.get('aggregator', '')}")
+            print(
+                f"{name:<22}{m.get('frames', ''):>7}{m['aggregated']:>12.4f}{m['calibrated']:>12.4f}"
+                f"{m['weight']:>8.2f}  {m.get('aggregator', '')}"
+            )
     tracks = (result.get("tracks") or {}).get("tracks") or []
     for track in tracks:
         score = track.get("score")
@@ -167,8 +182,10 @@ def run(video: Path, timeout_s: float) -> int:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     logs = settings.home / "logs"
-    print(f"Verity demo: database {settings.database_url.split('@')[-1]}, broker {settings.broker_url}, "
-          f"storage {settings.s3_bucket or settings.local_storage_dir}; logs in {logs}")
+    print(
+        f"Verity demo: database {settings.database_url.split('@')[-1]}, broker {settings.broker_url}, "
+        f"storage {settings.s3_bucket or settings.local_storage_dir}; logs in {logs}"
+    )
     procs = start_services(port, logs)
     try:
         wait_ready(base, procs)
@@ -222,8 +239,9 @@ def run(video: Path, timeout_s: float) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="verity-demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="verity-demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("video", type=Path, help="a video file to check")
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for the verdict")
     args = parser.parse_args(argv)

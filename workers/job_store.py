@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import or_, select, update
 
-from db.models import FrameScore, Job, JobStatus, Result, WebhookDelivery
+from db.models import Feedback, FrameScore, Job, JobStatus, Result, WebhookDelivery
 from db.session import session_scope
 
 log = logging.getLogger(__name__)
@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Claim:
     job_id: uuid.UUID
+    tenant: str
     attempt: int
     input_key: str
     sha256: str
@@ -66,7 +67,32 @@ def claim(job_id: str, lease_s: int) -> Claim | None:
         if result.rowcount != 1:  # type: ignore[attr-defined]
             return None
         job = session.scalars(select(Job).where(Job.id == jid)).one()
-        return Claim(job.id, job.attempt, job.input_key, job.sha256, dict(job.params or {}), job.webhook_url)
+        return Claim(
+            job.id, job.tenant, job.attempt, job.input_key, job.sha256, dict(job.params or {}), job.webhook_url
+        )
+
+
+def known_label(c: Claim) -> str | None:
+    """A moderator's current REAL/FAKE label on identical content (same sha256) of the same tenant.
+
+    Several moderators: the majority; a tie gives no label rather than a guess.
+    """
+    with session_scope() as session:
+        labels = session.scalars(
+            select(Feedback.label)
+            .join(Job, Job.id == Feedback.job_id)
+            .where(
+                Job.tenant == c.tenant,
+                Job.sha256 == c.sha256,
+                Job.id != c.job_id,
+                Feedback.is_current.is_(True),
+                Feedback.label.in_(("REAL", "FAKE")),
+            )
+        ).all()
+    fake, real = labels.count("FAKE"), labels.count("REAL")
+    if fake == real:
+        return None
+    return "FAKE" if fake > real else "REAL"
 
 
 def heartbeat(c: Claim, stage: str, progress: float, lease_s: int) -> bool:

@@ -19,9 +19,8 @@ from workers.media.decode import Frame, read_frames
 from workers.media.faces import Face, FaceDetector, crop_face
 from workers.media.probe import Limits, VideoInfo, check_limits, probe_video
 from workers.media.tracks import link_tracks
-from workers.scoring.calibration import Calibrator
 from workers.scoring.decision import Verdict
-from workers.scoring.sampling import uniform_indices
+from workers.scoring.sampling import fixed_rate_indices, uniform_indices
 from workers.scoring.verdict import CalibrationState, FusionSpec, MemberSpec, score_video
 
 Progress = Callable[[str, float], None]
@@ -30,9 +29,15 @@ CROP_PADDING_PX = 30  # seed: crop with 30 px padding around the MTCNN box
 MIN_TRACK_DETECTIONS = 3  # a face seen in fewer sampled frames is too thin to judge a person on
 
 
+SAMPLING_STRATEGIES = ("uniform", "fixed_rate")
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
     max_frames: int = 32
+    sampling: str = "uniform"  # or "fixed_rate": the seed's Option A, rate_fps over at most `window` samples
+    rate_fps: float = 2.0
+    window: int = 27
     face_batch_size: int = 16
     face_downscale: float = 1.0
     min_face_frames: int = 3
@@ -87,15 +92,17 @@ def _member_specs(pack: LoadedPack) -> list[MemberSpec]:
     return [MemberSpec(m.name, m.aggregator, m.weight) for m in pack.manifest.members]
 
 
-def _fusion_spec(pack: LoadedPack) -> FusionSpec:
+def pack_fusion_spec(pack: LoadedPack) -> FusionSpec:
     f = pack.manifest.fusion
     return FusionSpec(f.method, f.t_low, f.t_high, f.min_models, f.params)
 
 
-def calibration_state(version: str | None, calibrators: dict[str, Calibrator]) -> CalibrationState | None:
-    if version is None:
-        return None
-    return CalibrationState(version, calibrators, {}, frozenset())
+def sample_indices(info: VideoInfo, config: PipelineConfig) -> list[int]:
+    if config.sampling == "fixed_rate":
+        return fixed_rate_indices(info.frame_count, info.fps, config.rate_fps, config.window)
+    if config.sampling == "uniform":
+        return uniform_indices(info.frame_count, config.max_frames)
+    raise ValueError(f"unknown sampling strategy {config.sampling!r}; use one of {SAMPLING_STRATEGIES}")
 
 
 def run_pipeline(
@@ -104,9 +111,13 @@ def run_pipeline(
     pack: LoadedPack,
     config: PipelineConfig,
     calibration: CalibrationState | None = None,
+    fusion: FusionSpec | None = None,
     known_label: str | None = None,
     progress: Progress = _noop,
 ) -> PipelineOutput:
+    """``calibration`` and ``fusion`` come from the active calibration version; None means identity
+    calibration and the pack's own fusion method and thresholds."""
+    fusion = fusion or pack_fusion_spec(pack)
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -119,7 +130,7 @@ def run_pipeline(
     progress("probing", 0.05)
     info = probe_video(path)
     check_limits(info, config.limits)
-    indices = uniform_indices(info.frame_count, config.max_frames)
+    indices = sample_indices(info, config)
     lap("probe")
 
     progress("decoding", 0.1)
@@ -150,9 +161,9 @@ def run_pipeline(
             "verdict": Verdict.NO_FACE.value,
             "score": None,
             "raw_score": None,
-            "method": pack.manifest.fusion.method,
-            "t_low": pack.manifest.fusion.t_low,
-            "t_high": pack.manifest.fusion.t_high,
+            "method": fusion.method,
+            "t_low": fusion.t_low,
+            "t_high": fusion.t_high,
             "per_model": {},
             "tracks": {"frames_with_face": frames_with_face, "tracks": []},
             "overrides": {"applied": []},
@@ -194,7 +205,7 @@ def run_pipeline(
     video_score = score_video(
         track_scores,
         _member_specs(pack),
-        _fusion_spec(pack),
+        fusion,
         calibration=calibration,
         failed_models=failed,
         known_label=known_label,

@@ -14,7 +14,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from db.queue import DELIVER_WEBHOOK_TASK, DETECT_TASK, REAP_TASK, RELAY_WEBHOOKS_TASK, enqueue_webhook
 from db.settings import get_settings
 from db.storage import StorageError, get_store
-from workers import job_store, payloads, reaper, webhooks
+from workers import job_store, payloads, reaper, recalibrate, webhooks
 from workers.celery_app import app
 from workers.job_store import Claim
 from workers.media.errors import MediaError
@@ -56,11 +56,24 @@ def _process(claim: Claim) -> None:
         progress("loading_models", 0.03)
         resources = get_resources()
         config = resources.config
-        max_frames = int(claim.params.get("max_frames", config.max_frames))
-        from workers.pipeline import run_pipeline  # torch-heavy; io workers never import it
+        config = replace(
+            config,
+            max_frames=int(claim.params.get("max_frames", config.max_frames)),
+            sampling=str(claim.params.get("sampling", config.sampling)),
+        )
+        from workers.pipeline import pack_fusion_spec, run_pipeline  # torch-heavy; io workers never import it
 
+        # One read of the active version, so its calibrators and its thresholds always go together.
+        current = recalibrate.active()
         output = run_pipeline(
-            path, resources.faces, resources.pack, replace(config, max_frames=max_frames), progress=progress
+            path,
+            resources.faces,
+            resources.pack,
+            config,
+            calibration=None if current is None else current.state,
+            fusion=None if current is None else current.fusion_spec(pack_fusion_spec(resources.pack)),
+            known_label=job_store.known_label(claim),
+            progress=progress,
         )
     progress("saving", 0.95)
     outcome = job_store.complete(

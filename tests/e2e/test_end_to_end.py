@@ -101,13 +101,13 @@ def stack(services: Services, keys: Keys, tmp_path_factory: pytest.TempPathFacto
         print("worker log tail:\n" + (logs / "worker.log").read_text()[-4000:])
 
 
-def submit(stack: Stack, key: str, video: Path | bytes, name: str = "clip.mp4") -> dict[str, Any]:
+def submit(stack: Stack, key: str, video: Path | bytes, name: str = "clip.mp4", **fields: str) -> dict[str, Any]:
     payload = video.read_bytes() if isinstance(video, Path) else video
     response = requests.post(
         f"{stack.base}/v1/jobs",
         headers=bearer(key),
         files={"file": (name, payload, "video/mp4")},
-        data={"webhook_url": stack.receiver.url},
+        data={"webhook_url": stack.receiver.url, **fields},
         timeout=60,
     )
     assert response.status_code == 202, response.text
@@ -202,6 +202,32 @@ def test_moderator_feedback_on_a_finished_job(stack: Stack, keys: Keys) -> None:
     export = requests.get(f"{stack.base}/v1/feedback?all=1", headers=bearer(keys.moderator), timeout=10).json()
     mine = [f for f in export["feedback"] if f["job_id"] == job["id"]]
     assert [(f["label"], f["current"]) for f in mine] == [("FAKE", False), ("REAL", True)]
+
+    # The same content again: the moderator's label on it overrides the detectors, and the result says so.
+    again = submit(stack, keys.submitter, shared_file("videos/real/liveportrait_d0.mp4"), max_frames="8")
+    assert wait_terminal(stack, keys.submitter, again["id"])["status"] == "SUCCEEDED"
+    result = requests.get(
+        f"{stack.base}/v1/jobs/{again['id']}/result", headers=bearer(keys.submitter), timeout=10
+    ).json()
+    assert result["verdict"] == "REAL"
+    assert [o["kind"] for o in result["overrides"]] == ["known_content"]
+    assert result["overrides"][0]["after"] == 0.0
+
+
+def test_every_fake_clip_runs_through_the_api(stack: Stack, keys: Keys) -> None:
+    fakes = sorted(shared_file("videos/fake").glob("*.mp4"))
+    assert len(fakes) >= 17
+    jobs = {clip.name: submit(stack, keys.submitter, clip, name=clip.name, max_frames="8") for clip in fakes}
+    verdicts = {}
+    for name, job in jobs.items():
+        done = wait_terminal(stack, keys.submitter, job["id"])
+        assert done["status"] == "SUCCEEDED", (name, done)
+        result = requests.get(
+            f"{stack.base}/v1/jobs/{job['id']}/result", headers=bearer(keys.submitter), timeout=10
+        ).json()
+        verdicts[name] = (result["verdict"], result["score"])
+    print("fake clips through the API:", verdicts)
+    assert all(v in ("REAL", "FAKE", "UNCERTAIN") for v, _ in verdicts.values())
 
 
 def test_broken_files_end_failed_with_a_code(stack: Stack, keys: Keys, tmp_path: Path) -> None:

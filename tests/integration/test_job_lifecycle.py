@@ -16,18 +16,9 @@ def _new_job(**values: object) -> str:
     from db.session import session_scope
 
     job_id = uuid.uuid4()
+    fields: dict[str, object] = {"sha256": "0" * 64, "webhook_url": "http://127.0.0.1:9/hook", **values}
     with session_scope() as s:
-        s.add(
-            Job(
-                id=job_id,
-                tenant="lifecycle",
-                input_key=f"uploads/{job_id}",
-                sha256="0" * 64,
-                size_bytes=1,
-                webhook_url="http://127.0.0.1:9/hook",
-                **values,
-            )
-        )
+        s.add(Job(id=job_id, tenant="lifecycle", input_key=f"uploads/{job_id}", size_bytes=1, **fields))
     return str(job_id)
 
 
@@ -106,3 +97,34 @@ def test_finished_jobs_are_never_claimed(services: Services, status: str) -> Non
     from workers import job_store
 
     assert job_store.claim(_new_job(status=status), lease_s=60) is None
+
+
+def test_known_content_label_comes_from_the_same_tenant_only(services: Services) -> None:
+    from db.models import Feedback
+    from db.session import session_scope
+    from workers import job_store
+
+    digest = uuid.uuid4().hex * 2
+    labelled = _new_job(status="SUCCEEDED", sha256=digest)
+    from db.apikeys import create_key
+
+    with session_scope() as s:
+        key_id = create_key(s, "mod", "lifecycle", "moderator").record.id
+        s.add(
+            Feedback(
+                job_id=uuid.UUID(labelled),
+                api_key_id=key_id,
+                tenant="lifecycle",
+                label="FAKE",
+                category="FALSE_NEGATIVE",
+            )
+        )
+    same = job_store.claim(_new_job(sha256=digest), lease_s=60)
+    assert same is not None and job_store.known_label(same) == "FAKE"
+    other = _new_job(sha256=digest)
+    from db.models import Job
+
+    with session_scope() as s:
+        s.execute(update(Job).where(Job.id == uuid.UUID(other)).values(tenant="someone-else"))
+    foreign = job_store.claim(other, lease_s=60)
+    assert foreign is not None and job_store.known_label(foreign) is None
