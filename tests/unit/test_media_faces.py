@@ -1,0 +1,178 @@
+"""FaceDetector against facenet-pytorch's own per-frame MTCNN.detect on real clips, and crop_face."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from facenet_pytorch import MTCNN
+
+from workers.media.decode import read_frames
+from workers.media.faces import Face, FaceDetector, crop_face
+from workers.media.probe import probe_video
+from workers.media.tracks import iou, link_tracks
+
+VIDEOS = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "videos"
+needs_videos = pytest.mark.skipif(
+    not VIDEOS.is_dir(), reason=f"test videos not found in {VIDEOS} (expected ../shared/testdata)"
+)
+
+# 1080p landscape with one large face; 720x1280 portrait with two faces, one small (37 px).
+REFERENCE_CLIPS = ["real/dfdc_lynaeydofd.mp4", "fake/dfdc_yhffcuhhjy.mp4"]
+
+
+@pytest.fixture(scope="module")
+def detector() -> FaceDetector:
+    return FaceDetector("cpu")
+
+
+@cache
+def sampled_images(clip: str, count: int) -> tuple[np.ndarray, ...]:
+    path = VIDEOS / clip
+    indices = np.linspace(0, probe_video(path).frame_count - 1, count).round().astype(int).tolist()
+    return tuple(frame.image for frame in read_frames(path, indices))
+
+
+@cache
+def full_size_faces(detector: FaceDetector, clip: str) -> list[list[Face]]:
+    """Our batched detection on 8 sampled frames at full size (shared by the tests below)."""
+    return detector.detect(sampled_images(clip, 8), batch_size=8)
+
+
+def pair_up(ours: list[Face], reference: list[Face]) -> list[tuple[Face, Face]]:
+    """Each reference face with our face that overlaps it most."""
+    return [(max(ours, key=lambda face: iou(face.box, ref.box)), ref) for ref in reference]
+
+
+def corner_error(a: Face, b: Face) -> float:
+    return float(np.abs(np.subtract(a.box, b.box)).max())
+
+
+@needs_videos
+@pytest.mark.parametrize("clip", REFERENCE_CLIPS)
+def test_batched_detect_matches_facenet_per_frame(detector: FaceDetector, clip: str) -> None:
+    images = sampled_images(clip, 8)
+    ours = full_size_faces(detector, clip)
+    # The reference: facenet-pytorch's documented API, one frame at a time, then the seed's 0.9 cut.
+    mtcnn = MTCNN(min_face_size=40, keep_all=True, select_largest=False, device="cpu")
+    for found, image in zip(ours, images, strict=True):
+        boxes, probs = mtcnn.detect(image)
+        reference = (
+            [] if boxes is None else [Face(tuple(b), float(p)) for b, p in zip(boxes, probs, strict=True) if p >= 0.9]
+        )
+        assert len(found) == len(reference) > 0
+        for mine, ref in pair_up(found, reference):
+            assert corner_error(mine, ref) <= 2.0
+            assert mine.prob == pytest.approx(ref.prob, abs=1e-3)
+    # Measured here: identical to 1e-4 px on these clips. On the crowd clip one box of ~40 moved 5 px
+    # in a batch of 8: float32 sums differ with the batch size and flipped a near-tie in MTCNN's NMS
+    # (in float64 batched and single-frame results are identical).
+
+
+@needs_videos
+def test_half_downscale_finds_the_large_faces_with_boxes_close(
+    detector: FaceDetector, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Reported, not a speed claim: how far boxes move when MTCNN runs on frames shrunk to 0.5.
+    for clip in REFERENCE_CLIPS:
+        full = full_size_faces(detector, clip)
+        half = detector.detect(sampled_images(clip, 8), downscale=0.5)
+        pairs = [pair for a, b in zip(half, full, strict=True) if a for pair in pair_up(a, b)]
+        matched = [(h, f) for h, f in pairs if iou(h.box, f.box) >= 0.5]
+        errors = [corner_error(h, f) / (f.box[2] - f.box[0]) for h, f in matched]
+        with capsys.disabled():
+            print(
+                f"\n{clip}: full-size faces {sum(map(len, full))}, found at 0.5: {len(matched)}, "
+                f"corner error median {np.median(errors):.1%} / max {max(errors):.1%} of the face width, "
+                f"min IoU {min(iou(h.box, f.box) for h, f in matched):.2f}"
+            )
+        large = [face for faces in full for face in faces if face.box[2] - face.box[0] >= 80]
+        assert len(matched) >= len(large) > 0
+        assert max(errors) < 0.25
+
+
+@needs_videos
+def test_crowd_faces_link_into_several_tracks(detector: FaceDetector) -> None:
+    images = sampled_images("real/facenet_crowd.mp4", 16)  # 1080p, up to 7 small faces a frame
+    faces = detector.detect(images, batch_size=4)  # full size: the smallest faces are ~40 px
+    counts = [len(frame_faces) for frame_faces in faces]
+    assert max(counts) <= 7
+    assert sum(count >= 5 for count in counts) >= 8
+    tracks = link_tracks([[face.box for face in frame_faces] for frame_faces in faces])
+    lengths = [len(track) for track in tracks]
+    assert lengths == sorted(lengths, reverse=True)
+    assert lengths[0] >= 12
+    assert sum(length >= 4 for length in lengths) >= 4
+
+
+def test_gradients_have_no_faces(detector: FaceDetector) -> None:
+    ramp = np.linspace(0, 255, 640, dtype=np.float32)
+    horizontal = np.tile(ramp, (480, 1))
+    vertical = np.tile(np.linspace(0, 255, 480, dtype=np.float32)[:, None], (1, 640))
+    images = [
+        np.dstack([horizontal] * 3),
+        np.dstack([vertical, horizontal[:, ::-1], np.full_like(horizontal, 128)]),
+        np.dstack([(horizontal + vertical) / 2] * 3),
+    ]
+    assert detector.detect([image.astype(np.uint8) for image in images]) == [[], [], []]
+
+
+def test_detect_argument_checks(detector: FaceDetector) -> None:
+    assert detector.detect([]) == []
+    frame = np.zeros((120, 160, 3), np.uint8)
+    with pytest.raises(ValueError, match="same size"):
+        detector.detect([frame, np.zeros((120, 161, 3), np.uint8)])
+    for downscale in (0.0, 1.5):
+        with pytest.raises(ValueError, match=r"\(0, 1\]"):
+            detector.detect([frame], downscale=downscale)
+    with pytest.raises(ValueError, match="12 px"):
+        detector.detect([frame], downscale=0.25)  # a 40 px face would be 10 px, under P-Net's window
+
+
+# --- crop_face -----------------------------------------------------------------------------------------
+
+
+def numbered_image(height: int = 300, width: int = 400) -> np.ndarray:
+    """Every pixel distinct enough to tell which region a crop came from."""
+    y, x = np.mgrid[0:height, 0:width]
+    return np.dstack([x % 256, y % 256, (x + y) % 256]).astype(np.uint8)
+
+
+def test_crop_pads_the_box_and_resizes() -> None:
+    image = numbered_image()
+    crop = crop_face(image, (100.0, 80.0, 200.0, 180.0), size=64, padding=30)
+    assert crop.shape == (64, 64, 3)
+    assert crop.dtype == np.uint8
+    expected = cv2.resize(image[50:210, 70:230], (64, 64), interpolation=cv2.INTER_AREA)  # shrinking
+    np.testing.assert_array_equal(crop, expected)
+
+
+def test_crop_rounds_the_box_outwards() -> None:
+    image = numbered_image()
+    crop = crop_face(image, (100.4, 80.6, 199.2, 179.9), size=100, padding=0)
+    np.testing.assert_array_equal(crop, cv2.resize(image[80:180, 100:200], (100, 100), interpolation=cv2.INTER_AREA))
+
+
+def test_crop_clamps_at_the_frame_border() -> None:
+    image = numbered_image()
+    # MTCNN boxes can start outside the frame: the padded box is cut at the edges, then resized.
+    crop = crop_face(image, (-12.0, -5.0, 40.0, 60.0), size=32, padding=30)
+    np.testing.assert_array_equal(crop, cv2.resize(image[0:90, 0:70], (32, 32), interpolation=cv2.INTER_AREA))
+    crop = crop_face(image, (380.0, 270.0, 420.0, 310.0), size=24, padding=10)
+    np.testing.assert_array_equal(crop, cv2.resize(image[260:300, 370:400], (24, 24), interpolation=cv2.INTER_AREA))
+
+
+def test_small_crop_is_enlarged_smoothly() -> None:
+    image = numbered_image()
+    crop = crop_face(image, (50.0, 50.0, 70.0, 70.0), size=224, padding=5)
+    assert crop.shape == (224, 224, 3)
+    expected = cv2.resize(image[45:75, 45:75], (224, 224), interpolation=cv2.INTER_CUBIC)
+    np.testing.assert_array_equal(crop, expected)
+
+
+def test_crop_outside_the_frame_is_an_error() -> None:
+    with pytest.raises(ValueError, match="outside"):
+        crop_face(numbered_image(), (500.0, 10.0, 540.0, 50.0), size=32, padding=30)
