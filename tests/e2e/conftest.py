@@ -1,0 +1,131 @@
+"""The running stack for end-to-end tests: gunicorn API + a real Celery worker process (with beat) on real
+Postgres, Redis and an S3 server, plus a local webhook receiver and helpers to drive it over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.conftest import REPO, Keys, Services, bearer, free_port
+from workers.demo import WebhookReceiver
+
+JOB_TIMEOUT_S = 600
+
+
+@dataclass
+class Stack:
+    base: str
+    receiver: WebhookReceiver
+    secret: str
+    logs: Path
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+@pytest.fixture(scope="session")
+def stack(services: Services, keys: Keys, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    logs = tmp_path_factory.mktemp("e2e-logs")
+    env = {**os.environ, **services.env, "PYTHONUNBUFFERED": "1"}
+    port = free_port()
+    api = subprocess.Popen(
+        [_bin("gunicorn"), "-b", f"127.0.0.1:{port}", "-w", "2", "api.app:create_app()"],
+        cwd=REPO,
+        env=env,
+        stdout=(logs / "api.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    worker = subprocess.Popen(
+        [
+            _bin("celery"),
+            "-A",
+            "workers.celery_app",
+            "worker",
+            "-Q",
+            "gpu,io",
+            "-c",
+            "1",
+            "-B",
+            "--loglevel",
+            "INFO",
+            "-n",
+            f"e2e-{os.getpid()}@%h",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=(logs / "worker.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    receiver = WebhookReceiver()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline, (logs / "api.log").read_text()[-3000:]
+            time.sleep(0.3)
+        yield Stack(base, receiver, services.env["VERITY_WEBHOOK_SECRET"], logs)
+    finally:
+        for proc in (api, worker):
+            proc.terminate()
+        for proc in (api, worker):
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        receiver.close()
+        print("worker log tail:\n" + (logs / "worker.log").read_text()[-4000:])
+
+
+def submit(stack: Stack, key: str, video: Path | bytes, name: str = "clip.mp4", **fields: str) -> dict[str, Any]:
+    payload = video.read_bytes() if isinstance(video, Path) else video
+    response = requests.post(
+        f"{stack.base}/v1/jobs",
+        headers=bearer(key),
+        files={"file": (name, payload, "video/mp4")},
+        data={"webhook_url": stack.receiver.url, **fields},
+        timeout=60,
+    )
+    assert response.status_code == 202, response.text
+    job: dict[str, Any] = response.json()
+    return job
+
+
+def wait_terminal(stack: Stack, key: str, job_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    stages: list[str] = []
+    while True:
+        job: dict[str, Any] = requests.get(f"{stack.base}/v1/jobs/{job_id}", headers=bearer(key), timeout=10).json()
+        if not stages or stages[-1] != job["stage"]:
+            stages.append(job["stage"])
+        if job["status"] in ("SUCCEEDED", "FAILED", "CANCELLED"):
+            job["_stages"] = stages
+            return job
+        assert time.monotonic() < deadline, f"job {job_id} stuck in {job['status']}/{job['stage']}"
+        time.sleep(0.5)
+
+
+def hooks_for(stack: Stack, job_id: str, wait_s: float = 30) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        found = [h for h in stack.receiver.received if json.loads(h["body"])["data"]["job_id"] == job_id]
+        if found:
+            time.sleep(2)  # a duplicate delivery would arrive now, if there were one
+            return [h for h in stack.receiver.received if json.loads(h["body"])["data"]["job_id"] == job_id]
+        time.sleep(0.2)
+    return []
