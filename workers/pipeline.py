@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from db.media.probe import Limits, VideoInfo, check_limits, probe_video
 from models.pack import LoadedPack
 from workers.media.decode import Frame, read_frames
 from workers.media.faces import Face, FaceDetector, crop_face
-from workers.media.probe import Limits, VideoInfo, check_limits, probe_video
 from workers.media.tracks import link_tracks
 from workers.scoring.decision import Verdict
 from workers.scoring.sampling import fixed_rate_indices, uniform_indices

@@ -11,13 +11,13 @@ from typing import Any
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
+from db.media.errors import MediaError
 from db.queue import DELIVER_WEBHOOK_TASK, DETECT_TASK, REAP_TASK, RELAY_WEBHOOKS_TASK, enqueue_webhook
 from db.settings import get_settings
 from db.storage import StorageError, get_store
 from workers import job_store, payloads, reaper, recalibrate, webhooks
 from workers.celery_app import app
 from workers.job_store import Claim
-from workers.media.errors import MediaError
 
 log = logging.getLogger(__name__)
 

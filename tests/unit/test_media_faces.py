@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from facenet_pytorch import MTCNN
 
+from db.media.probe import probe_video
 from workers.media.decode import read_frames
 from workers.media.faces import Face, FaceDetector, crop_face
-from workers.media.probe import probe_video
 from workers.media.tracks import iou, link_tracks
 
 VIDEOS = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "videos"

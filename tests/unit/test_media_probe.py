@@ -12,9 +12,9 @@ import av
 import numpy as np
 import pytest
 
+from db.media.errors import MediaError
+from db.media.probe import Limits, VideoInfo, check_limits, probe_video
 from workers.media.decode import read_frames
-from workers.media.errors import MediaError
-from workers.media.probe import Limits, VideoInfo, check_limits, probe_video
 
 TESTDATA = Path(__file__).resolve().parents[2].parent / "shared" / "testdata"
 MANIFEST = TESTDATA / "manifest.csv"

@@ -10,9 +10,9 @@ import av.video.stream
 import numpy as np
 from numpy.typing import NDArray
 
-from workers.media.container import open_input
-from workers.media.errors import MediaError
-from workers.media.probe import Limits
+from db.media.container import open_input
+from db.media.errors import MediaError
+from db.media.probe import Limits
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ import av
 import av.container
 import av.video.stream
 
-from workers.media.container import open_input
-from workers.media.errors import MediaError
+from db.media.container import open_input
+from db.media.errors import MediaError
 
 # Decoders we are willing to run on uploads: the common camera / phone / web codecs. Each FFmpeg decoder
 # is attack surface; nobody uploads a deepfake as Cinepak.
