@@ -6,7 +6,7 @@ import logging
 
 from flask import Flask
 
-from api import calibrations, feedback, health, jobs
+from api import calibrations, deliveries, feedback, health, jobs
 from api.errors import register_error_handlers
 from db.settings import Settings, get_settings
 
@@ -26,5 +26,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(jobs.bp)
     app.register_blueprint(feedback.bp)
     app.register_blueprint(calibrations.bp)
+    app.register_blueprint(deliveries.bp)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return app
