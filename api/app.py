@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-
 from flask import Flask
 
-from api import calibrations, deliveries, feedback, health, jobs
+from api import calibrations, deliveries, feedback, health, jobs, metrics, review
 from api.errors import register_error_handlers
 from db.settings import Settings, get_settings
 
@@ -27,5 +25,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(feedback.bp)
     app.register_blueprint(calibrations.bp)
     app.register_blueprint(deliveries.bp)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app.register_blueprint(metrics.bp)
+    app.register_blueprint(review.bp)
+    metrics.init_app(app)  # JSON logs (VERITY_LOG_FORMAT), request id + job id on every log line
     return app

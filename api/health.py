@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 
+from api.metrics import workers_status
 from db.queue import check_broker
 from db.session import get_engine
 from db.storage import get_store
@@ -32,6 +33,7 @@ def readyz() -> Response:
         except Exception as exc:
             checks[name] = f"error: {type(exc).__name__}: {str(exc)[:200]}"
     ready = all(v == "ok" for v in checks.values())
+    checks["workers"] = workers_status()  # informational: never fails readiness (see api/metrics.py)
     response = jsonify({"status": "ready" if ready else "unavailable", "checks": checks})
     response.status_code = 200 if ready else 503
     return response

@@ -229,3 +229,18 @@ class WebhookDelivery(Base):
     @property
     def webhook_id(self) -> str:
         return f"msg_{self.id.hex}"
+
+
+class WorkerHeartbeat(Base):
+    """One row per Celery process that runs tasks, refreshed every few seconds (db/heartbeat.py); /readyz and
+    /metrics read it, so worker health is visible from any API process without reaching the workers."""
+
+    __tablename__ = "worker_heartbeats"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)  # "<celery node name>/<pid>"
+    worker: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    queues: Mapped[str] = mapped_column(String(200), default="")
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    info: Mapped[dict[str, Any]] = mapped_column(default=dict)

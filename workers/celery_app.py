@@ -3,20 +3,74 @@
 from __future__ import annotations
 
 import logging
+import sys
+from contextvars import Token
 from typing import Any
 
-from celery.signals import worker_process_init
+from celery.signals import (
+    celeryd_init,
+    setup_logging,
+    task_postrun,
+    task_prerun,
+    worker_process_init,
+    worker_process_shutdown,
+)
 
-from db.queue import make_celery
+from db import heartbeat
+from db.logging_setup import configure_logging, job_id_var
+from db.queue import DETECT_TASK, make_celery
 from db.session import dispose_engine_after_fork
-from db.settings import get_settings
+from db.settings import SettingsError, get_settings
 
-settings = get_settings()  # validates the timeout chain; a worker refuses to start on bad settings
-app = make_celery(settings)
+try:
+    settings = get_settings()  # validates the timeout chain; a worker refuses to start on bad settings
+    app = make_celery(settings)
+    except SettingsError as exc:
+    # Celery would bury this under "Unable to load celery application" and a traceback; say it plainly and
+    # exit 78 (EX_CONFIG), distinct from a crash.
+    print(f"verity worker: refusing to start: {exc}", file=sys.stderr)
+    raise SystemExit(78) from None
 app.conf.include = ["workers.tasks", "workers.recalibrate_tasks"]
+
+# Set in the main process before the pool forks, so every child knows its node name and queues.
+_node: dict[str, str] = {"name": "", "queues": ""}
+_job_tokens: dict[str, Token[str | None]] = {}
+
+
+@setup_logging.connect
+def _logging(loglevel: int | str | None = None, **_: Any) -> None:
+    # Connecting here stops Celery configuring logging itself: worker, beat and our code share one format.
+    configure_logging(loglevel or logging.INFO)
+
+
+@celeryd_init.connect
+def _remember_node(sender: str, options: dict[str, Any] | None = None, **_: Any) -> None:
+    queues = (options or {}).get("queues") or ""
+    _node["name"] = sender
+    _node["queues"] = queues if isinstance(queues, str) else ",".join(queues)
 
 
 @worker_process_init.connect
-def _after_fork(**_: Any) -> None:
+def _after_fork(sender: str | None = None, **_: Any) -> None:
     dispose_engine_after_fork()
     logging.getLogger("workers").setLevel(logging.INFO)
+    _node["name"] = sender or _node["name"]
+    heartbeat.start(_node["name"], _node["queues"])
+
+
+@worker_process_shutdown.connect
+def _leaving(**_: Any) -> None:
+    heartbeat.stop(_node["name"])
+
+
+@task_prerun.connect
+def _bind_job(task_id: str, task: Any, args: tuple[Any, ...] | None = None, **_: Any) -> None:
+    # Every log line of a detect task, ours or a library's, carries the job id.
+    if task.name == DETECT_TASK and args:
+        _job_tokens[task_id] = job_id_var.set(str(args[0]))
+
+
+@task_postrun.connect
+def _unbind_job(task_id: str, **_: Any) -> None:
+    if (token := _job_tokens.pop(task_id, None)) is not None:
+        job_id_var.reset(token)

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 
+from db import heartbeat
 from db.settings import Settings, get_settings
 from models.pack import LoadedPack, load_pack
 from workers.media.faces import FaceDetector
@@ -47,6 +48,7 @@ def load_resources(settings: Settings) -> Resources:
         settings.pack_manifest, settings.weights_dir, device=device, batch_size=settings.detector_batch_size
     )
     faces = FaceDetector(device=device)
+    heartbeat.note_model_load(f"{pack.manifest.name}@{pack.manifest.version}", device, time.perf_counter() - start)
     log.info(
         "loaded pack %s (%d members, failed: %s) and MTCNN on %s in %.2fs",
         pack.manifest.name,

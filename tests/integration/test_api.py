@@ -36,7 +36,9 @@ def test_health_and_readiness(client: FlaskClient) -> None:
     assert client.get("/healthz").json == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200, ready.json
-    assert ready.json["checks"] == {"database": "ok", "broker": "ok", "storage": "ok"}
+    checks = ready.json["checks"]
+    assert {k: v for k, v in checks.items() if k != "workers"} == {"database": "ok", "broker": "ok", "storage": "ok"}
+    assert checks["workers"] in ("ok", "none seen in 60 s")  # informational; tests/integration/test_metrics.py
 
 
 def test_no_key_is_401_and_revoked_key_is_401(client: FlaskClient, keys: Keys) -> None:
