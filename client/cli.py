@@ -222,8 +222,11 @@ def cmd_webhooks(client: VerityClient, out: Output, args: argparse.Namespace) ->
 
 def cmd_keys(out: Output, args: argparse.Namespace) -> int:
     # The one command that needs the database: import it only here, so the client stays HTTP-only.
-    from api.keys_cli import main as keys_main
-
+    try:
+        from api.keys_cli import main as keys_main
+    except ImportError as exc:
+        out.note(f"verity keys: needs the Verity server environment (./verity verity keys ...): {exc}")
+        return EXIT_USAGE
     try:
         code = keys_main(args.keys_args)
     except Exception as exc:
