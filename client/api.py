@@ -1,7 +1,7 @@
 """A small typed client for Verity's HTTP API (v1). It needs only ``requests``.
 
 Every non-2xx answer becomes a ``VerityError`` subclass carrying the server's ``{"error": {code, message}}``.
-Idempotent GETs are retried with exponential backoff on connection errors and 502/503/504 (``Retry-After``
+Idempotent GETs are retried with exponential backoff on connection errors and 429/502/503/504 (``Retry-After``
 honoured); nothing else is retried, so a submit or a feedback is never sent twice by the client itself.
 """
 
@@ -22,7 +22,8 @@ Json = dict[str, Any]
 
 TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
 DEFAULT_URL = "http://127.0.0.1:8000"
-RETRY_STATUSES = frozenset({502, 503, 504})
+# 429 too: a long wait() must not die of a transient rate limit; Retry-After says when to come back.
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
 MAX_RETRY_DELAY_S = 30.0
 
 
@@ -232,7 +233,7 @@ class VerityClient:
         return float(min(self.backoff_s * 2**attempt, MAX_RETRY_DELAY_S))
 
     def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        """One request; a GET is retried on network errors and 502/503/504, everything else is sent once."""
+        """One request; a GET is retried on network errors and 429/502/503/504, everything else is sent once."""
         attempts = self.retries + 1 if method == "GET" else 1
         for attempt in range(attempts):
             last = attempt == attempts - 1

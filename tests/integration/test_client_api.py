@@ -26,8 +26,10 @@ from client.api import (
     MultipartFile,
     NetworkError,
     NotFoundError,
+    RateLimitedError,
     ServerError,
     VerityClient,
+    VerityError,
     WaitTimeout,
 )
 from tests.conftest import REPO, Services, free_port, shared_file
@@ -291,16 +293,17 @@ class Flaky:
         self.server.shutdown()
 
 
-def test_gets_are_retried_on_503_but_a_delete_is_not() -> None:
-    flaky = Flaky(failures=2)
+@pytest.mark.parametrize(("status", "error"), [(503, ServerError), (429, RateLimitedError)])
+def test_gets_are_retried_but_a_delete_is_not(status: int, error: type[VerityError]) -> None:
+    flaky = Flaky(failures=2, status=status)
     try:
         client = VerityClient(flaky.url, "k", backoff_s=0.01)
         assert client.job("j")["status"] == "QUEUED"
         assert flaky.requests == ["GET", "GET", "GET"]
         flaky.requests.clear()
-        with pytest.raises(ServerError) as refused:
+        with pytest.raises(error) as refused:
             client.cancel("j")
-        assert flaky.requests == ["DELETE"] and refused.value.code == "X"
+        assert flaky.requests == ["DELETE"] and refused.value.code == "X" and refused.value.status == status
     finally:
         flaky.close()
 
