@@ -12,12 +12,15 @@ import av
 import av.container
 import av.video.stream
 
-from db.media.container import open_input
+from db.media.bmff import video_sample_counts
+from db.media.container import open_input, sniff_container
 from db.media.errors import MediaError
 
 # Decoders we are willing to run on uploads: the common camera / phone / web codecs. Each FFmpeg decoder
 # is attack surface; nobody uploads a deepfake as Cinepak.
 ACCEPTED_CODECS = frozenset({"h264", "hevc", "mpeg4", "vp8", "vp9", "av1"})
+# Far above any frame count we accept, yet it bounds what FFmpeg's MP4 index may cost when opening (~14 MB).
+MAX_DECLARED_SAMPLES = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class Limits:
 
 def probe_video(path: Path) -> VideoInfo:
     """Container and stream metadata of the first video stream; no frame is decoded."""
+    _check_declared_samples(path)
     with open_input(path) as container:
         if not container.streams.video:
             raise MediaError("NO_VIDEO_STREAM", "the file has no video stream")
@@ -82,6 +86,17 @@ def check_limits(info: VideoInfo, limits: Limits) -> None:
 
 def _limit(message: str) -> MediaError:
     return MediaError("LIMIT_EXCEEDED", message)
+
+
+def _check_declared_samples(path: Path) -> None:
+    try:
+        with path.open("rb") as f:
+            is_mp4 = sniff_container(f.read(12)) == "mp4"
+        counts = video_sample_counts(path) if is_mp4 else []
+    except OSError:
+        return  # open_input reports an unreadable file
+    if counts and max(counts) > MAX_DECLARED_SAMPLES:
+        raise _limit(f"a video track declares {max(counts)} samples, over {MAX_DECLARED_SAMPLES}")
 
 
 def _declared_size(path: Path) -> tuple[int, int]:
