@@ -1,4 +1,7 @@
-"""Bearer API keys with roles; every handler gets the caller's key and tenant through ``g``."""
+"""Bearer API keys with roles; every handler gets the caller's key and tenant through ``g``.
+
+Order per request: authenticate (401), then the per-key rate limit (429), then the role (403).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from typing import ParamSpec, TypeVar
 
 from flask import g, request
 
+from api import ratelimit
 from api.errors import ApiError
 from db.apikeys import authenticate
 from db.models import ApiKey, Role
@@ -42,11 +46,13 @@ def require_role(role: Role) -> Callable[[Callable[P, R]], Callable[P, R]]:
                 key = authenticate(session, plaintext)
             if key is None:
                 raise ApiError(401, "UNAUTHENTICATED", "the API key is invalid or revoked")
+            ratelimit.enforce(str(key.id))
             if Role(key.role) not in ROLE_GRANTS[role]:
                 raise ApiError(403, "FORBIDDEN", f"this action needs the {role.value} role")
             g.api_key = key
             return view(*args, **kwargs)
 
+        wrapper.required_role = role  # type: ignore[attr-defined]  # read by the authorisation sweep test
         return wrapper
 
     return decorator

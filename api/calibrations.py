@@ -16,6 +16,8 @@ from flask import Blueprint, Response, jsonify, request
 from api.auth import current_key, require_role
 from api.errors import ApiError
 from api.jobs import _tenant_job
+from api.openapi import responses, spec
+from api.schemas import CalibrationFitIn, CalibrationList, CalibrationView, ReplayQuery, ReplayView
 from db.models import Role
 from db.session import session_scope
 from workers import recalibrate as calibrations
@@ -49,6 +51,11 @@ def _not_found(exc: calibrations.CalibrationNotFound) -> ApiError:
 
 @bp.post("/v1/calibrations")
 @require_role(Role.ADMIN)
+@spec.validate(
+    json=CalibrationFitIn,
+    resp=responses({201: CalibrationView}, 403, 422, headers={201: {"Location": "The new version's URL."}}),
+    tags=["calibrations"],
+)
 def fit_calibration() -> Response:
     """Fit a candidate now. Body (all optional): target_fpr, uncertain_band, held_out_fraction,
     min_per_class, min_isotonic_labels, method, seed, auto_activate."""
@@ -88,7 +95,9 @@ def fit_calibration() -> Response:
 
 @bp.get("/v1/calibrations")
 @require_role(Role.ADMIN)
+@spec.validate(resp=responses({200: CalibrationList}, 403), tags=["calibrations"])
 def list_calibrations() -> Response:
+    """Every calibration version, newest first, and the active one. Role: admin."""
     versions = calibrations.list_versions()
     active = next((v["version"] for v in versions if v["status"] == "active"), None)
     return jsonify({"active": active, "calibrations": versions})
@@ -96,7 +105,9 @@ def list_calibrations() -> Response:
 
 @bp.get("/v1/calibrations/<version>")
 @require_role(Role.ADMIN)
+@spec.validate(resp=responses({200: CalibrationView}, 403, 404), tags=["calibrations"])
 def show_calibration(version: str) -> Response:
+    """One version in full (calibrator knots, stacker, reliability bins). Role: admin."""
     try:
         return jsonify(calibrations.get_version(version, full=True))
     except calibrations.CalibrationNotFound as exc:
@@ -105,7 +116,9 @@ def show_calibration(version: str) -> Response:
 
 @bp.post("/v1/calibrations/<version>/activate")
 @require_role(Role.ADMIN)
+@spec.validate(resp=responses({200: CalibrationView}, 403, 404), tags=["calibrations"])
 def activate_calibration(version: str) -> Response:
+    """Make a version active (also how to roll back to an earlier one). Role: admin."""
     key = current_key()
     try:
         return jsonify(calibrations.activate(version, by=f"api key {key.prefix} ({key.name})"))
@@ -115,7 +128,9 @@ def activate_calibration(version: str) -> Response:
 
 @bp.get("/v1/calibrations/<version>/reliability.png")
 @require_role(Role.ADMIN)
+@spec.validate(resp=responses({200: None}, 403, 404, media={200: "image/png"}), tags=["calibrations"])
 def reliability_diagram(version: str) -> Response:
+    """Reliability diagram of the version's held-out predictions, before and after calibration. Role: admin."""
     try:
         png = calibrations.reliability_png(version)
     except calibrations.CalibrationNotFound as exc:
@@ -125,6 +140,7 @@ def reliability_diagram(version: str) -> Response:
 
 @bp.get("/v1/jobs/<job_id>/replay")
 @require_role(Role.ADMIN)
+@spec.validate(query=ReplayQuery, resp=responses({200: ReplayView}, 403, 404, 409), tags=["calibrations"])
 def replay_job(job_id: str) -> Response:
     """?version=V|none (default: the job's own), &method=, &aggregator=MODEL=SPEC (repeatable)."""
     with session_scope() as session:

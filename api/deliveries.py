@@ -13,6 +13,8 @@ from sqlalchemy import select, update
 from api.auth import require_role
 from api.errors import ApiError
 from api.jobs import _tenant_job
+from api.openapi import responses, spec
+from api.schemas import DeliveryList, DeliveryView
 from api.serialize import iso
 from db.models import DeliveryState, Role, WebhookDelivery
 from db.queue import enqueue_webhook
@@ -53,7 +55,9 @@ def _parse_delivery_id(raw: str) -> uuid.UUID:
 
 @bp.get("/<job_id>/webhooks")
 @require_role(Role.SUBMITTER)
+@spec.validate(resp=responses({200: DeliveryList}, 404), tags=["webhooks"])
 def list_deliveries(job_id: str) -> Response:
+    """The job's webhook deliveries with their state, attempts and last status. Role: submitter."""
     with session_scope() as session:
         job = _tenant_job(session, job_id)
         rows = session.scalars(
@@ -66,7 +70,9 @@ def list_deliveries(job_id: str) -> Response:
 
 @bp.post("/<job_id>/webhooks/<delivery_id>/redeliver")
 @require_role(Role.SUBMITTER)
+@spec.validate(resp=responses({202: DeliveryView}, 404, 409), tags=["webhooks"])
 def redeliver(job_id: str, delivery_id: str) -> Response:
+    """Send a finished delivery again with the same webhook-id (409 while it is still pending). Role: submitter."""
     target = _parse_delivery_id(delivery_id)
     with session_scope() as session:
         job = _tenant_job(session, job_id)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from typing import get_args
 
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import select, update
@@ -11,36 +10,29 @@ from sqlalchemy import select, update
 from api.auth import current_key, require_role
 from api.errors import ApiError
 from api.jobs import _tenant_job
+from api.openapi import responses, spec
+from api.schemas import Category, FeedbackIn, FeedbackList, FeedbackQuery, FeedbackView, Label
 from api.serialize import feedback_view
 from db.models import Feedback, JobStatus, Role
 from db.session import session_scope
 
 bp = Blueprint("feedback", __name__)
 
-LABELS = ("REAL", "FAKE", "UNKNOWN")
-CATEGORIES = ("FALSE_POSITIVE", "FALSE_NEGATIVE", "CONFIRMATION", "OTHER")
-
-
-def _body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise ApiError(400, "INVALID_JSON", "send a JSON object body")
-    return body
+# The review page offers these (api/review).
+LABELS: tuple[str, ...] = get_args(Label)
+CATEGORIES: tuple[str, ...] = get_args(Category)
 
 
 @bp.post("/v1/jobs/<job_id>/feedback")
 @require_role(Role.MODERATOR)
+@spec.validate(json=FeedbackIn, resp=responses({201: FeedbackView}, 403, 404, 409), tags=["feedback"])
 def post_feedback(job_id: str) -> Response:
-    body = _body()
-    label = body.get("label")
-    category = body.get("category", "OTHER")
-    note = body.get("note")
-    if label not in LABELS:
-        raise ApiError(400, "INVALID_PARAMETER", f"label must be one of {', '.join(LABELS)}")
-    if category not in CATEGORIES:
-        raise ApiError(400, "INVALID_PARAMETER", f"category must be one of {', '.join(CATEGORIES)}")
-    if note is not None and (not isinstance(note, str) or len(note) > 4000):
-        raise ApiError(400, "INVALID_PARAMETER", "note must be a string of at most 4000 characters")
+    """Label a finished job REAL / FAKE / UNKNOWN; replaces this moderator's earlier label (kept as history).
+    Role: moderator."""
+    body: FeedbackIn | None = request.context.json  # type: ignore[attr-defined]
+    if body is None:  # not a JSON body at all
+        raise ApiError(400, "INVALID_JSON", "send a JSON object body")
+    label, category, note = body.label, body.category, body.note
     key = current_key()
     with session_scope() as session:
         job = _tenant_job(session, job_id)
@@ -63,18 +55,19 @@ def post_feedback(job_id: str) -> Response:
 
 @bp.get("/v1/feedback")
 @require_role(Role.MODERATOR)
+@spec.validate(query=FeedbackQuery, resp=responses({200: FeedbackList}, 403), tags=["feedback"])
 def export_feedback() -> Response:
+    """Export the tenant's labels (current ones unless all=1), oldest first, at most 10,000. Role: moderator."""
+    args: FeedbackQuery = request.context.query  # type: ignore[attr-defined]
     query = select(Feedback).where(Feedback.tenant == current_key().tenant)
-    if request.args.get("all") not in ("1", "true"):
+    if args.all not in ("1", "true"):
         query = query.where(Feedback.is_current.is_(True))
-    if label := request.args.get("label"):
-        query = query.where(Feedback.label == label)
-    for arg, op in (("since", Feedback.created_at.__ge__), ("until", Feedback.created_at.__lt__)):
-        if raw := request.args.get(arg):
-            try:
-                query = query.where(op(datetime.fromisoformat(raw)))
-            except ValueError as exc:
-                raise ApiError(400, "INVALID_PARAMETER", f"{arg} must be an ISO-8601 time") from exc
+    if args.label:
+        query = query.where(Feedback.label == args.label)
+    if args.since:
+        query = query.where(Feedback.created_at >= args.since)
+    if args.until:
+        query = query.where(Feedback.created_at < args.until)
     with session_scope() as session:
         rows = list(session.scalars(query.order_by(Feedback.created_at, Feedback.id).limit(10_000)))
         return jsonify({"feedback": [feedback_view(f) for f in rows]})

@@ -6,6 +6,8 @@ from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 
 from api.metrics import workers_status
+from api.openapi import responses, spec
+from api.schemas import Health, Readiness
 from db.queue import check_broker
 from db.session import get_engine
 from db.storage import get_store
@@ -14,7 +16,9 @@ bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")
+@spec.validate(resp=responses({200: Health}, public=True), security={}, tags=["operations"])
 def healthz() -> Response:
+    """Liveness: the process answers. No key needed."""
     return jsonify({"status": "ok"})
 
 
@@ -24,7 +28,10 @@ def _check_db() -> None:
 
 
 @bp.get("/readyz")
+@spec.validate(resp=responses({200: Readiness, 503: Readiness}, public=True), security={}, tags=["operations"])
 def readyz() -> Response:
+    """Readiness: the database, the broker and the object store answer (503 with the failing check otherwise).
+    No key needed."""
     checks: dict[str, str] = {}
     for name, check in (("database", _check_db), ("broker", check_broker), ("storage", get_store().check)):
         try:

@@ -16,8 +16,10 @@ from sqlalchemy.orm import Session
 
 from api.auth import current_key, require_role
 from api.errors import ApiError
+from api.openapi import responses, spec
+from api.schemas import JobForm, JobHeaders, JobList, JobListQuery, JobView, ResultView
 from api.serialize import job_view, result_view
-from api.uploads import display_filename, inspect_upload
+from api.uploads import check_media, display_filename, inspect_upload
 from db.models import Job, JobStatus, Result, Role
 from db.netguard import UnsafeUrlError, vet_url
 from db.queue import enqueue_detect
@@ -27,10 +29,6 @@ from db.storage import StorageError, get_store
 
 log = logging.getLogger(__name__)
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
-
-MAX_FRAMES_LIMIT = 300
-# Mirrors workers.pipeline.SAMPLING_STRATEGIES; the API cannot import the torch-side pipeline.
-SAMPLING_STRATEGIES = ("uniform", "fixed_rate")
 
 
 def _settings() -> Settings:
@@ -51,37 +49,6 @@ def _tenant_job(session: Session, raw_id: str) -> Job:
     if job is None:
         raise ApiError(404, "NOT_FOUND", "no such job")
     return job
-
-
-def _parse_params() -> dict[str, Any]:
-    sampling = request.form.get("sampling", "uniform")
-    if sampling not in SAMPLING_STRATEGIES:
-        raise ApiError(400, "INVALID_PARAMETER", f"sampling must be one of {', '.join(SAMPLING_STRATEGIES)}")
-    raw = request.form.get("max_frames")
-    if raw is None:
-        return {"max_frames": _settings().max_frames, "sampling": sampling}
-    try:
-        max_frames = int(raw)
-    except ValueError as exc:
-        raise ApiError(400, "INVALID_PARAMETER", "max_frames must be an integer") from exc
-    if not 1 <= max_frames <= MAX_FRAMES_LIMIT:
-        raise ApiError(400, "INVALID_PARAMETER", f"max_frames must be between 1 and {MAX_FRAMES_LIMIT}")
-    return {"max_frames": max_frames, "sampling": sampling}
-
-
-def _parse_metadata() -> dict[str, Any]:
-    raw = request.form.get("metadata")
-    if not raw:
-        return {}
-    if len(raw) > 16_384:
-        raise ApiError(400, "INVALID_PARAMETER", "metadata must be at most 16 KiB of JSON")
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ApiError(400, "INVALID_PARAMETER", "metadata must be a JSON object") from exc
-    if not isinstance(value, dict):
-        raise ApiError(400, "INVALID_PARAMETER", "metadata must be a JSON object")
-    return value
 
 
 def _find_by_idempotency_key(tenant: str, key: str) -> Job | None:
@@ -109,27 +76,47 @@ def _try_enqueue(job_id: uuid.UUID) -> None:
 
 @bp.post("")
 @require_role(Role.SUBMITTER)
+@spec.validate(
+    form=JobForm,
+    headers=JobHeaders,
+    resp=responses(
+        {202: JobView, 200: JobView},
+        413,
+        415,
+        422,
+        headers={
+            202: {"Location": "The job's URL."},
+            200: {"Idempotent-Replayed": "true: the job first created with this Idempotency-Key."},
+        },
+    ),
+    tags=["jobs"],
+)
 def create_job() -> Response:
+    """Submit a video for detection.
+
+    Checked before anything is stored: the body size (413, while streaming), the magic bytes (415), then the
+    container metadata — resolution, duration, frame count — without decoding (422). Returns 202 with the
+    QUEUED job, or 200 with the existing job when the Idempotency-Key was seen before. Role: submitter."""
     key = current_key()
     settings = _settings()
-    idempotency_key = request.headers.get("Idempotency-Key")
-    if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
-        raise ApiError(400, "INVALID_IDEMPOTENCY_KEY", "Idempotency-Key must be 1 to 255 characters")
+    idempotency_key = request.context.headers.idempotency_key  # type: ignore[attr-defined]
     if idempotency_key and (existing := _find_by_idempotency_key(key.tenant, idempotency_key)):
         return _replay(existing)
 
-    upload = request.files.get("file")
-    if upload is None:
+    form: JobForm | None = request.context.form  # type: ignore[attr-defined]
+    if form is None:  # not a multipart body at all
         raise ApiError(400, "MISSING_FILE", "send the video as a multipart form field named 'file'")
-    webhook_url = request.form.get("webhook_url") or None
+    upload = form.file
+    webhook_url = form.webhook_url or None
     if webhook_url:
         try:
             vet_url(webhook_url, allow_private=settings.webhook_allow_private)
         except UnsafeUrlError as exc:
             raise ApiError(422, "INVALID_WEBHOOK_URL", str(exc)) from exc
-    params = _parse_params()
-    metadata = _parse_metadata()
+    params = {"max_frames": form.max_frames or settings.max_frames, "sampling": form.sampling}
+    metadata: dict[str, Any] = json.loads(form.metadata) if form.metadata else {}
     sniffed = inspect_upload(upload.stream)
+    check_media(upload)
 
     job_id = uuid.uuid4()
     object_key = f"uploads/{job_id}"
@@ -181,7 +168,9 @@ def create_job() -> Response:
 
 @bp.get("/<job_id>")
 @require_role(Role.SUBMITTER)
+@spec.validate(resp=responses({200: JobView}, 404), tags=["jobs"])
 def get_job(job_id: str) -> Response:
+    """A job of the caller's tenant: status, stage and progress. Role: submitter."""
     with session_scope() as session:
         return jsonify(job_view(_tenant_job(session, job_id)))
 
@@ -201,22 +190,16 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 @bp.get("")
 @require_role(Role.SUBMITTER)
+@spec.validate(query=JobListQuery, resp=responses({200: JobList}), tags=["jobs"])
 def list_jobs() -> Response:
-    try:
-        limit = int(request.args.get("limit", "20"))
-    except ValueError as exc:
-        raise ApiError(400, "INVALID_PARAMETER", "limit must be an integer") from exc
-    if not 1 <= limit <= 100:
-        raise ApiError(400, "INVALID_PARAMETER", "limit must be between 1 and 100")
+    """The tenant's jobs, newest first, a page at a time (follow next_cursor). Role: submitter."""
+    args: JobListQuery = request.context.query  # type: ignore[attr-defined]
+    limit = args.limit
     query = select(Job).where(Job.tenant == current_key().tenant)
-    status = request.args.get("status")
-    if status:
-        if status not in JobStatus.__members__:
-            raise ApiError(400, "INVALID_PARAMETER", f"status must be one of {', '.join(JobStatus)}")
-        query = query.where(Job.status == status)
-    cursor = request.args.get("cursor")
-    if cursor:
-        created, last_id = _decode_cursor(cursor)
+    if args.status:
+        query = query.where(Job.status == args.status.value)
+    if args.cursor:
+        created, last_id = _decode_cursor(args.cursor)
         query = query.where(or_(Job.created_at < created, and_(Job.created_at == created, Job.id < last_id)))
     query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
     with session_scope() as session:
@@ -227,7 +210,9 @@ def list_jobs() -> Response:
 
 @bp.delete("/<job_id>")
 @require_role(Role.SUBMITTER)
+@spec.validate(resp=responses({200: JobView}, 404, 409), tags=["jobs"])
 def cancel_job(job_id: str) -> Response:
+    """Cancel a QUEUED or RUNNING job (idempotent for a cancelled one; 409 once it finished). Role: submitter."""
     with session_scope() as session:
         job = _tenant_job(session, job_id)
         if job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
@@ -242,7 +227,10 @@ def cancel_job(job_id: str) -> Response:
 
 @bp.get("/<job_id>/result")
 @require_role(Role.SUBMITTER)
+@spec.validate(resp=responses({200: ResultView}, 404, 409), tags=["jobs"])
 def get_result(job_id: str) -> Response:
+    """The verdict, calibrated score, thresholds, per-model and per-track detail (409 until SUCCEEDED).
+    Role: submitter."""
     with session_scope() as session:
         job = _tenant_job(session, job_id)
         if job.status != JobStatus.SUCCEEDED:

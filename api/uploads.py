@@ -1,12 +1,20 @@
-"""Upload checks that need no decoding: emptiness, magic bytes against an allow-list of containers."""
+"""Upload checks that need no decoding: emptiness, magic bytes against an allow-list of containers, and the
+resolution / duration / frame-count limits the container declares (db.media.probe, PyAV only)."""
 
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from dataclasses import dataclass
-from typing import IO
+from pathlib import Path
+from typing import IO, Any
+
+from flask import Request
+from werkzeug.datastructures import FileStorage
 
 from api.errors import ApiError
+from db.media.errors import MediaError
+from db.media.probe import Limits, check_limits, probe_video
 
 CHUNK = 1024 * 1024
 
@@ -57,3 +65,31 @@ def display_filename(raw: str | None) -> str | None:
     name = raw.replace("\\", "/").rsplit("/", 1)[-1]
     name = "".join(ch for ch in name if ch.isprintable())
     return name[:255] or None
+
+
+class UploadRequest(Request):
+    """Spools every multipart file part to a named temporary file (werkzeug keeps small ones in memory), so the
+    container can be probed by path before it is stored."""
+
+    def _get_file_stream(
+        self,
+        total_content_length: int | None,
+        content_type: str | None,
+        filename: str | None = None,
+        content_length: int | None = None,
+    ) -> IO[bytes]:
+        # The client's filename never reaches the path; werkzeug closes (and so deletes) the file after the request.
+        return tempfile.NamedTemporaryFile("w+b", prefix="verity-upload-")
+
+
+def check_media(upload: FileStorage) -> None:
+    """Probe the spooled upload's container metadata (no frame is decoded) and refuse it over the limits."""
+    stream: Any = upload.stream
+    stream.flush()
+    try:
+        check_limits(probe_video(Path(stream.name)), Limits())
+    except MediaError as exc:
+        # A codec outside the allow-list is an unsupported type; everything else is unprocessable content.
+        raise ApiError(415 if exc.code == "UNSUPPORTED_MEDIA" else 422, exc.code, exc.message) from exc
+    finally:
+        stream.seek(0)

@@ -74,6 +74,8 @@ class Settings:
     webhook_allow_private: bool
     webhook_timeout_s: float
     webhook_max_attempts: int
+    # Requests per minute per API key (0: no limit); /healthz, /readyz and /metrics are exempt.
+    rate_limit_per_min: int = 600
     webhook_backoff_s: tuple[float, ...] = field(default=(5, 30, 120, 600, 1800, 7200))
 
     @property
@@ -95,6 +97,8 @@ class Settings:
             raise SettingsError("VERITY_MAX_ATTEMPTS must be at least 1")
         if self.max_upload_bytes < 1:
             raise SettingsError("VERITY_MAX_UPLOAD_BYTES must be positive")
+        if self.rate_limit_per_min < 0:
+            raise SettingsError("VERITY_RATE_LIMIT_PER_MIN must not be negative (0 disables the limit)")
 
 
 def _default_webhook_secret(home: Path) -> str:
@@ -145,6 +149,7 @@ def load_settings() -> Settings:
         webhook_allow_private=_env_bool("VERITY_WEBHOOK_ALLOW_PRIVATE", False),
         webhook_timeout_s=_env_float("VERITY_WEBHOOK_TIMEOUT_S", 10.0),
         webhook_max_attempts=_env_int("VERITY_WEBHOOK_MAX_ATTEMPTS", 6),
+        rate_limit_per_min=_env_int("VERITY_RATE_LIMIT_PER_MIN", 600),
     )
     settings.validate()
     return settings

@@ -11,6 +11,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from tests.conftest import Keys, Services, bearer, shared_file
+from tests.integration.test_api_uploads import tiny_mp4
 
 MP4_HEAD = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
 
@@ -84,7 +85,7 @@ def test_submit_then_read_back(client: FlaskClient, keys: Keys) -> None:
 
 
 def test_other_tenant_sees_404(client: FlaskClient, keys: Keys) -> None:
-    job = submit(client, keys.submitter, MP4_HEAD + b"\x00" * 100).json
+    job = submit(client, keys.submitter, tiny_mp4(1)).json
     for path in (f"/v1/jobs/{job['id']}", f"/v1/jobs/{job['id']}/result"):
         response = client.get(path, headers=bearer(keys.other_tenant))
         assert response.status_code == 404, path
@@ -95,7 +96,7 @@ def test_other_tenant_sees_404(client: FlaskClient, keys: Keys) -> None:
 
 
 def test_submitter_cannot_post_feedback(client: FlaskClient, keys: Keys) -> None:
-    job = submit(client, keys.submitter, MP4_HEAD + b"\x00" * 100).json
+    job = submit(client, keys.submitter, tiny_mp4(1)).json
     response = client.post(f"/v1/jobs/{job['id']}/feedback", json={"label": "FAKE"}, headers=bearer(keys.submitter))
     assert response.status_code == 403
     assert response.json["error"]["code"] == "FORBIDDEN"
@@ -144,11 +145,11 @@ def test_oversized_upload_is_413(services: Services, keys: Keys) -> None:
 
 def test_idempotency_key_returns_the_same_job(client: FlaskClient, keys: Keys) -> None:
     key = f"idem-{uuid.uuid4()}"
-    first = submit(client, keys.submitter, MP4_HEAD + b"\x01" * 64, idempotency_key=key)
-    second = submit(client, keys.submitter, MP4_HEAD + b"\x01" * 64, idempotency_key=key)
+    first = submit(client, keys.submitter, tiny_mp4(2), idempotency_key=key)
+    second = submit(client, keys.submitter, tiny_mp4(2), idempotency_key=key)
     assert first.status_code == 202 and second.status_code == 200
     assert first.json["id"] == second.json["id"]
-    other = submit(client, keys.other_tenant, MP4_HEAD + b"\x01" * 64, idempotency_key=key)
+    other = submit(client, keys.other_tenant, tiny_mp4(2), idempotency_key=key)
     assert other.json["id"] != first.json["id"], "idempotency keys are scoped per tenant"
 
     from db.models import Job
@@ -160,7 +161,7 @@ def test_idempotency_key_returns_the_same_job(client: FlaskClient, keys: Keys) -
 
 
 def test_list_pagination_is_stable(client: FlaskClient, keys: Keys) -> None:
-    ids = {submit(client, keys.submitter, MP4_HEAD + bytes([i]) * 32).json["id"] for i in range(5)}
+    ids = {submit(client, keys.submitter, tiny_mp4(10 + i)).json["id"] for i in range(5)}
     seen: list[str] = []
     cursor = None
     while True:
@@ -177,6 +178,6 @@ def test_list_pagination_is_stable(client: FlaskClient, keys: Keys) -> None:
 
 
 def test_cancel_a_queued_job(client: FlaskClient, keys: Keys) -> None:
-    job = submit(client, keys.submitter, MP4_HEAD + b"\x02" * 64).json
+    job = submit(client, keys.submitter, tiny_mp4(3)).json
     response = client.delete(f"/v1/jobs/{job['id']}", headers=bearer(keys.submitter))
     assert response.status_code == 200 and response.json["status"] == "CANCELLED"

@@ -1,0 +1,190 @@
+"""Hostile uploads through the API (issue 5 item 12): files whose container declares a huge frame size, frame
+count or duration, or that are corrupt, are refused with 422 from metadata alone - fast, in bounded memory and
+before anything is stored; client filenames never reach a storage key or a path."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import struct
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from fractions import Fraction
+from functools import cache
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from flask.testing import FlaskClient
+
+from tests.conftest import REPO, Keys, Services, bearer
+from tests.unit.test_media_probe import _box_path, h264_mp4_declaring, write_video
+
+
+@cache
+def tiny_mp4(shade: int = 0) -> bytes:
+    """A valid two-frame 64x64 H.264 MP4; a different shade gives a different file."""
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=25, options={"preset": "ultrafast"})
+        stream.width = stream.height = 64
+        stream.pix_fmt = "yuv420p"
+        for _ in range(2):
+            frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), shade % 256, np.uint8), format="rgb24")
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    return buffer.getvalue()
+
+
+def _mkv_declaring_frames(path: Path) -> Path:
+    """Two frames 200 s apart at a declared 1000 fps: the container claims 200,001 frames."""
+    with av.open(str(path), "w", format="matroska") as out:
+        stream = out.add_stream("libx264", rate=1000)
+        stream.width = stream.height = 64
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = Fraction(1, 1000)
+        for pts in (0, 200_000):
+            frame = av.VideoFrame.from_ndarray(np.zeros((64, 64, 3), np.uint8), format="rgb24")
+            frame.pts, frame.time_base = pts, Fraction(1, 1000)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    return path
+
+
+def _mp4_declaring_samples(path: Path, count: int) -> Path:
+    """A valid tiny MP4 whose stsz box then declares `count` constant-size video samples."""
+    data = bytearray(tiny_mp4(7))
+    stsz = _box_path(data, ["moov", "trak", "mdia", "minf", "stbl", "stsz"])[-1]
+    data[stsz + 12 : stsz + 20] = struct.pack(">II", 1, count)  # sample_size, sample_count
+    path.write_bytes(bytes(data))
+    return path
+
+
+def crafted(tmp: Path) -> dict[str, tuple[Path, str, str]]:
+    """name -> (file, expected error code, a word the message contains)."""
+    long = tmp / "long.mp4"
+    write_video(long, frames=2, pts=[0, 25 * 3 * 3600])  # two frames three hours apart
+    garbage = tmp / "garbage.mp4"
+    garbage.write_bytes(tiny_mp4(8)[:32] + os.urandom(4096))
+    return {
+        "16384x16384": (
+            h264_mp4_declaring(tmp / "huge.mp4", sps_side=16384, container_side=16384),
+            "LIMIT_EXCEEDED",
+            "16384x16384",
+        ),
+        "200k frames": (_mkv_declaring_frames(tmp / "frames.mkv"), "LIMIT_EXCEEDED", "frames"),
+        "50M samples": (_mp4_declaring_samples(tmp / "samples.mp4", 50_000_000), "LIMIT_EXCEEDED", "samples"),
+        "3 hours": (long, "LIMIT_EXCEEDED", "duration"),
+        "corrupt": (garbage, "CORRUPT_MEDIA", ""),
+    }
+
+
+@pytest.fixture(scope="module")
+def client(services: Services) -> Iterator[FlaskClient]:
+    from api.app import create_app
+
+    with create_app().test_client() as c:
+        yield c
+
+
+# Runs in a fresh process so its peak RSS measures the API handling the uploads, nothing else of the suite.
+_PROBE_SCRIPT = """
+import io, json, resource, sys, time
+from api.app import create_app
+client = create_app().test_client()
+out = {}
+for name, path in json.loads(sys.argv[1]).items():
+    started = time.perf_counter()
+    with open(path, "rb") as f:
+        response = client.post("/v1/jobs", data={"file": (f, "clip.mp4")}, content_type="multipart/form-data",
+                               headers={"Authorization": "Bearer " + sys.argv[2]})
+    out[name] = [response.status_code, response.json["error"], time.perf_counter() - started]
+out["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps(out))
+"""
+
+
+def test_declared_huge_or_corrupt_files_are_422_fast_in_bounded_memory_and_never_stored(
+    services: Services, keys: Keys, tmp_path: Path
+) -> None:
+    cases = crafted(tmp_path)
+    assert all(path.stat().st_size < 20_000 for path, _, _ in cases.values()), "small files, huge declarations"
+    files = {name: str(path) for name, (path, _, _) in cases.items()}
+    run = subprocess.run(
+        [sys.executable, "-c", _PROBE_SCRIPT, json.dumps(files), keys.submitter],
+        cwd=REPO,
+        env={**os.environ, "VERITY_LOG_LEVEL": "WARNING"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    for name, (_, code, needle) in cases.items():
+        status, error, elapsed = out[name]
+        assert (status, error["code"]) == (422, code), (name, error)
+        assert needle in error["message"], (name, error)
+        assert elapsed < 1.0, f"{name} took {elapsed:.2f} s"
+    assert out["max_rss_mb"] < 512, out["max_rss_mb"]
+
+    from sqlalchemy import func, select
+
+    from db.models import Job
+    from db.session import session_scope
+
+    digests = [hashlib.sha256(path.read_bytes()).hexdigest() for path, _, _ in cases.values()]
+    with session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(Job).where(Job.sha256.in_(digests))) == 0
+
+
+def test_unsupported_codec_is_415(client: FlaskClient, keys: Keys, tmp_path: Path) -> None:
+    path = tmp_path / "lossless.mkv"
+    write_video(path, codec="ffv1", fmt="matroska")
+    response = client.post(
+        "/v1/jobs",
+        data={"file": (io.BytesIO(path.read_bytes()), "lossless.mkv")},
+        headers=bearer(keys.submitter),
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 415 and response.json["error"]["code"] == "UNSUPPORTED_MEDIA"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["../../etc/passwd", "..\\..\\windows\\win.ini", "clip\x00.mp4", "a/../../b\x00/../c.mp4", "x" * 10_240 + ".mp4"],
+    ids=["dotdot", "backslashes", "nul", "mixed", "10kB"],
+)
+def test_client_filenames_never_reach_a_key_or_a_path(
+    client: FlaskClient, keys: Keys, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import api.uploads
+    from db.models import Job
+    from db.session import session_scope
+    from db.storage import get_store
+
+    probed: list[Path] = []
+    real_probe = api.uploads.probe_video
+    monkeypatch.setattr(api.uploads, "probe_video", lambda path: probed.append(path) or real_probe(path))
+    response = client.post(
+        "/v1/jobs",
+        data={"file": (io.BytesIO(tiny_mp4(4)), name)},
+        headers=bearer(keys.submitter),
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 202, response.json
+    job = response.json
+    shown = job["filename"] or ""
+    assert "/" not in shown and "\\" not in shown and "\x00" not in shown and ".." not in shown.split("/")
+    assert len(shown) <= 255
+    # The spooled upload's path is tempfile's own name, with nothing of the client's.
+    assert len(probed) == 1 and probed[0].name.startswith("verity-upload-") and "passwd" not in str(probed[0])
+    with session_scope() as s:
+        row = s.get(Job, uuid.UUID(job["id"]))
+        assert row is not None and row.input_key == f"uploads/{job['id']}"
+    objects = get_store().client.list_objects_v2(Bucket="verity-test")["Contents"]  # type: ignore[attr-defined]
+    assert all(o["Key"].startswith("uploads/") and uuid.UUID(o["Key"].split("/", 1)[1]) for o in objects)
