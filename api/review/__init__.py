@@ -17,11 +17,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import tempfile
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, current_app, render_template, request, stream_with_context
@@ -32,17 +34,19 @@ from api.auth import current_key, require_role
 from api.errors import ApiError
 from api.feedback import CATEGORIES, LABELS
 from api.jobs import _parse_job_id, _tenant_job
-from api.review.media import ObjectRange, object_size, read_range
+from api.review.media import FaceScores, ObjectRange, frames_sheet, object_size, read_range
 from api.serialize import feedback_view, iso, job_view, result_view
 from db.models import Calibration, Feedback, FrameScore, Job, JobStatus, Result, Role
 from db.session import session_scope
 from db.settings import Settings
+from db.storage import StorageError, get_store
 
 bp = Blueprint(
     "review", __name__, template_folder="templates", static_folder="static", static_url_path="/review/static"
 )
 
 MEDIA_URL_TTL_S = 600
+SHEET_FRAMES = 8
 QUEUE_LIMIT = 50
 _CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; media-src 'self'; "
@@ -197,6 +201,43 @@ def timeline(job_id: str) -> Response:
             f"{job.filename or job.id}: {result.verdict}{score}",
         )
     return Response(png, mimetype="image/png", headers={"Cache-Control": "private, max-age=300"})
+
+
+@bp.get("/v1/jobs/<job_id>/frames.jpg")
+@require_role(Role.SUBMITTER)
+def frames(job_id: str) -> Response:
+    """Up to ``SHEET_FRAMES`` of the sampled frames that had a face, with the scored boxes: what the detectors
+    saw. The object is downloaded and decoded for it (PyAV, no torch), so the response is cached."""
+    from workers.media.decode import read_frames
+
+    with session_scope() as session:
+        job = _tenant_job(session, job_id)
+        rows = session.execute(
+            select(FrameScore.frame_index, FrameScore.track_id, FrameScore.box, FrameScore.model, FrameScore.score)
+            .where(FrameScore.job_id == job.id)
+            .order_by(FrameScore.frame_index, FrameScore.track_id)
+        ).all()
+        input_key = job.input_key
+    faces: dict[int, dict[int, FaceScores]] = {}
+    for index, track, box, model, score in rows:
+        face = faces.setdefault(index, {}).setdefault(
+            track, FaceScores(track, (box["x1"], box["y1"], box["x2"], box["y2"]), {})
+        )
+        face.scores[model] = score
+    if not faces:
+        raise ApiError(409, "NO_FRAMES", "no scored face frames: the job has not finished or found no face")
+    indices = sorted(faces)
+    step = max(1, -(-len(indices) // SHEET_FRAMES))
+    chosen = indices[::step][:SHEET_FRAMES]
+    with tempfile.TemporaryDirectory(prefix="verity-frames-") as tmp:
+        path = Path(tmp) / "input"
+        try:
+            get_store().download_to(input_key, path)
+        except StorageError as exc:
+            raise ApiError(503, "STORAGE_UNAVAILABLE", "the object store is unavailable; retry later") from exc
+        decoded = read_frames(path, chosen)
+    jpeg = frames_sheet([(f.timestamp_s, f.image) for f in decoded], [list(faces[f.index].values()) for f in decoded])
+    return Response(jpeg, mimetype="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
 
 # --- the video: Bearer or a signed URL, with HTTP Range --------------------------------------------

@@ -1,4 +1,4 @@
-"""Byte ranges of a stored object, for streaming a video to the review page.
+"""Media for the review page: byte ranges of a stored object, and a contact sheet of the sampled frames.
 
 The ObjectStore interface (db/storage.py) moves whole objects; a player needs its size and arbitrary byte
 ranges, so this reads both store kinds directly: a local file with seek, S3 with a ranged GET. Nothing is
@@ -7,14 +7,30 @@ buffered whole.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image, ImageDraw
 
 from api.errors import ApiError
 from db.storage import LocalFolderStore, S3Store, get_store
 
 CHUNK = 256 * 1024
 ObjectRange = tuple[int, int]  # [start, stop)
+TILE_HEIGHT = 240
+SHEET_COLUMNS = 4
+_TRACK_COLOURS = ((230, 57, 70), (29, 120, 220), (245, 166, 35), (46, 139, 87), (142, 68, 173))
+
+
+@dataclass(frozen=True)
+class FaceScores:
+    track_id: int
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in the upright frame's pixels
+    scores: dict[str, float]  # model -> P(fake) of this crop
 
 
 def _unsupported(store: object) -> ApiError:
@@ -64,3 +80,38 @@ def read_range(key: str, start: int, stop: int) -> Iterator[bytes]:
         yield from body.iter_chunks(CHUNK)
     finally:
         body.close()
+
+
+def frames_sheet(frames: list[tuple[float, NDArray[np.uint8]]], faces: list[list[FaceScores]]) -> bytes:
+    """A JPEG contact sheet: each sampled frame with its scored face boxes and per-model scores under it.
+
+    It shows the moderator exactly what the detectors saw, and it works for codecs a browser cannot play.
+    """
+    tiles = []
+    for (timestamp, image), frame_faces in zip(frames, faces, strict=True):
+        tile = Image.fromarray(image)
+        scale = TILE_HEIGHT / tile.height
+        tile = tile.resize((max(1, round(tile.width * scale)), TILE_HEIGHT))
+        draw = ImageDraw.Draw(tile)
+        lines = [f"{timestamp:.1f} s"]
+        for face in frame_faces:
+            x1, y1, x2, y2 = (v * scale for v in face.box)
+            colour = _TRACK_COLOURS[face.track_id % len(_TRACK_COLOURS)]
+            draw.rectangle((x1, y1, x2, y2), outline=colour, width=2)
+            draw.text((x1 + 3, max(0, y1 - 14)), f"#{face.track_id}", fill=colour)
+            lines.append(f"#{face.track_id} " + "  ".join(f"{m} {s:.2f}" for m, s in sorted(face.scores.items())))
+        tiles.append((tile, lines))
+    width = max(t.width for t, _ in tiles)
+    caption = 14 * (1 + max(len(lines) for _, lines in tiles)) + 4
+    columns = min(SHEET_COLUMNS, len(tiles))
+    rows = -(-len(tiles) // columns)
+    sheet = Image.new("RGB", (columns * (width + 8) + 8, rows * (TILE_HEIGHT + caption + 8) + 8), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, (tile, lines) in enumerate(tiles):
+        x = 8 + (i % columns) * (width + 8)
+        y = 8 + (i // columns) * (TILE_HEIGHT + caption + 8)
+        sheet.paste(tile, (x, y))
+        draw.multiline_text((x, y + TILE_HEIGHT + 4), "\n".join(lines), fill=(29, 35, 48), spacing=3)
+    out = io.BytesIO()
+    sheet.save(out, format="JPEG", quality=85)
+    return out.getvalue()

@@ -20,10 +20,9 @@ from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 
-from tests.conftest import REDIS_URL, Keys, Services, bearer
+from tests.conftest import REDIS_URL, Keys, Services, bearer, shared_file
 
-MP4_HEAD = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
-VIDEO = MP4_HEAD + bytes(range(256)) * 40
+CLIP = "videos/fake/sberswap_elon.mp4"  # small (the API checks the container on upload)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +49,8 @@ def value(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: s
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
-def upload(client: FlaskClient, key: str, payload: bytes = VIDEO) -> str:
+def upload(client: FlaskClient, key: str, payload: bytes | None = None) -> str:
+    payload = payload if payload is not None else shared_file(CLIP).read_bytes()
     response = client.post(
         "/v1/jobs",
         data={"file": (io.BytesIO(payload), "clip.mp4")},
@@ -338,27 +338,41 @@ def test_timeline_png_is_tenant_scoped(client: FlaskClient, keys: Keys) -> None:
     assert client.get(f"/v1/jobs/{job}/timeline.png", headers=bearer(keys.other_tenant)).status_code == 404
 
 
+def test_frames_sheet_shows_the_scored_faces(client: FlaskClient, keys: Keys) -> None:
+    from PIL import Image
+
+    job = upload(client, keys.submitter, shared_file("videos/real/liveportrait_d0.mp4").read_bytes())
+    assert client.get(f"/v1/jobs/{job}/frames.jpg", headers=bearer(keys.submitter)).status_code == 409
+    finish(job)
+    response = client.get(f"/v1/jobs/{job}/frames.jpg", headers=bearer(keys.submitter))
+    assert response.status_code == 200 and response.mimetype == "image/jpeg"
+    sheet = Image.open(io.BytesIO(response.data))
+    assert sheet.width > 2 * 200 and sheet.height > 240, "two frames side by side with captions"
+    assert client.get(f"/v1/jobs/{job}/frames.jpg", headers=bearer(keys.other_tenant)).status_code == 404
+
+
 def test_video_streams_with_range_and_signed_url(client: FlaskClient, keys: Keys) -> None:
-    job = upload(client, keys.submitter)
+    video = shared_file(CLIP).read_bytes()
+    job = upload(client, keys.submitter, video)
     url = f"/v1/jobs/{job}/video"
     assert client.get(url).status_code == 401
     assert client.get(url, headers=bearer(keys.other_tenant)).status_code == 404
 
     full = client.get(url, headers=bearer(keys.submitter))
-    assert full.status_code == 200 and full.data == VIDEO
+    assert full.status_code == 200 and full.data == video
     assert full.mimetype == "video/mp4" and full.headers["Accept-Ranges"] == "bytes"
 
     part = client.get(url, headers={**bearer(keys.submitter), "Range": "bytes=10-19"})
-    assert part.status_code == 206 and part.data == VIDEO[10:20]
-    assert part.headers["Content-Range"] == f"bytes 10-19/{len(VIDEO)}"
+    assert part.status_code == 206 and part.data == video[10:20]
+    assert part.headers["Content-Range"] == f"bytes 10-19/{len(video)}"
     tail = client.get(url, headers={**bearer(keys.submitter), "Range": "bytes=-5"})
-    assert tail.status_code == 206 and tail.data == VIDEO[-5:]
-    beyond = client.get(url, headers={**bearer(keys.submitter), "Range": f"bytes={len(VIDEO) + 10}-"})
-    assert beyond.status_code == 416 and beyond.headers["Content-Range"] == f"bytes */{len(VIDEO)}"
+    assert tail.status_code == 206 and tail.data == video[-5:]
+    beyond = client.get(url, headers={**bearer(keys.submitter), "Range": f"bytes={len(video) + 10}-"})
+    assert beyond.status_code == 416 and beyond.headers["Content-Range"] == f"bytes */{len(video)}"
 
     signed = client.get(f"{url}-url", headers=bearer(keys.moderator)).json
     assert signed["url"].startswith(f"{url}?token=")
-    assert client.get(signed["url"]).data == VIDEO, "a signed URL needs no key"
+    assert client.get(signed["url"]).data == video, "a signed URL needs no key"
     assert client.get(signed["url"] + "x").status_code == 401
     other = upload(client, keys.submitter)
     assert client.get(signed["url"].replace(job, other)).status_code == 401, "a token is for one job only"

@@ -67,7 +67,7 @@
     $("content").hidden = !signedIn;
     $("who").hidden = !signedIn;
     const key = sessionStorage.getItem(STORAGE_KEY) || "";
-    $("who-key").textContent = key ? `${key.slice(0, 12)}…` : "";
+    $("who-key").textContent = key ? `${key.split("_").slice(0, 2).join("_")}_…` : ""; // vrt_<prefix>: not secret
   }
 
   function signOut(message) {
@@ -288,17 +288,43 @@
     return label === "REAL" ? "FALSE_POSITIVE" : "FALSE_NEGATIVE";
   }
 
-  async function loadMedia(jobId, result) {
-    if (!$("video").getAttribute("src")) $("video").src = (await json(`/v1/jobs/${jobId}/video-url`)).url;
-    if (!result || $("timeline").getAttribute("src")) return;
+  // An image behind the Bearer header: fetched, then shown from a blob: URL.
+  async function loadImage(path, id, what) {
     try {
-      const png = await (await api(`/v1/jobs/${jobId}/timeline.png`)).blob();
-      $("timeline").src = URL.createObjectURL(png);
+      $(id).src = URL.createObjectURL(await (await api(path)).blob());
     } catch (error) {
-      $("timeline").hidden = true;
-      $("timeline-note").hidden = false;
-      $("timeline-note").textContent = `No timeline: ${error.message}`;
+      $(id).hidden = true;
+      $(`${id}-note`).hidden = false;
+      $(`${id}-note`).textContent = `No ${what}: ${error.message}`;
     }
+  }
+
+  function noFrames() {
+    $("frames").hidden = true;
+    $("frames-note").hidden = false;
+    $("frames-note").textContent = "No face was found in the sampled frames.";
+  }
+
+  async function loadMedia(jobId, result) {
+    const video = $("video");
+    if (!video.getAttribute("src")) {
+      const { url } = await json(`/v1/jobs/${jobId}/video-url`);
+      video.onerror = () => {
+        const codec = (result && result.video && result.video.codec) || "this codec";
+        video.hidden = true;
+        $("video-note").hidden = false;
+        $("video-note").replaceChildren(
+          `This browser cannot play ${codec} video; the sampled frames below show what was scored. `,
+          el("a", { href: url, download: "", text: "Download the original" }),
+        );
+      };
+      video.src = url;
+    }
+    if (!result || $("timeline").getAttribute("src")) return;
+    await Promise.all([
+      loadImage(`/v1/jobs/${jobId}/timeline.png`, "timeline", "timeline"),
+      result.faces_found ? loadImage(`/v1/jobs/${jobId}/frames.jpg`, "frames", "frames") : noFrames(),
+    ]);
   }
 
   async function loadJob() {

@@ -1,0 +1,167 @@
+"""The moderator review page in headless Chromium against the running stack (gunicorn + a real Celery
+worker): sign in with a moderator key, open a job from the queue, label it, and find the label in Postgres.
+Screenshots go to artifacts/screenshots/. Also: /metrics, /readyz and the JSON logs of the live processes.
+
+Chromium is Debian's (/usr/bin/chromium, installed by ./verity test); Playwright only drives it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from sqlalchemy import select
+
+from db.heartbeat import HEARTBEAT_INTERVAL_S
+from tests.conftest import REPO, Keys, bearer, shared_file
+from tests.e2e.conftest import Stack, submit, wait_terminal
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOTS = REPO / "artifacts" / "screenshots"
+CLIP = "videos/fake/sberswap_elon.mp4"
+
+
+def wait_until(check: Callable[[], bool], what: str, timeout_s: float = 15) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is absent: apt-get install chromium chromium-driver (./verity test does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def finished_job(stack: Stack, keys: Keys) -> dict[str, Any]:
+    clip = shared_file(CLIP)
+    job = submit(stack, keys.submitter, clip, name=clip.name, max_frames="4")
+    done = wait_terminal(stack, keys.submitter, job["id"])
+    assert done["status"] == "SUCCEEDED", done
+    result: dict[str, Any] = requests.get(
+        f"{stack.base}/v1/jobs/{job['id']}/result", headers=bearer(keys.submitter), timeout=10
+    ).json()
+    return result
+
+
+def test_moderator_labels_a_job_in_the_browser(
+    stack: Stack, keys: Keys, browser: Any, finished_job: dict[str, Any]
+) -> None:
+    from playwright.sync_api import expect
+
+    from db.models import Feedback
+    from db.session import session_scope
+
+    job_id = finished_job["job_id"]
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.on("response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    media: list[int] = []
+    page.on("response", lambda r: media.append(r.status) if "/video?token=" in r.url else None)
+
+    page.goto(f"{stack.base}/review")
+    expect(page.locator("#sign-in")).to_be_visible()
+    page.fill("#key", keys.submitter)
+    page.click("#sign-in-form button[type=submit]")
+    expect(page.locator("#sign-in-error")).to_contain_text("moderator role")
+    assert [p.split("?")[0] for p in problems] == [f"403 {stack.base}/v1/review/queue"]
+    problems.clear()
+
+    page.fill("#key", keys.moderator)
+    page.click("#sign-in-form button[type=submit]")
+    expect(page.locator("#content")).to_be_visible()
+    link = page.locator(f"#recent a[href='/review/jobs/{job_id}']")
+    expect(link).to_be_visible()
+    queue_shot = SCREENSHOTS / "review-queue.png"
+    page.screenshot(path=str(queue_shot), full_page=True)
+
+    link.click()
+    page.wait_for_url(f"**/review/jobs/{job_id}")
+    expect(page.locator("#verdict .badge")).to_have_text(finished_job["verdict"])
+    expect(page.locator("#models .model")).to_have_count(len(finished_job["models"]))
+    # Polled through locator.evaluate: wait_for_function would eval a string, which the page's CSP forbids.
+    wait_until(lambda: page.locator("#timeline").evaluate("img => img.naturalWidth") > 0, "the timeline PNG")
+    wait_until(lambda: page.locator("#frames").evaluate("img => img.naturalWidth") > 0, "the sampled frames")
+    # This clip is MPEG-4 Part 2, which Chromium does not decode: the page must say so and offer the file.
+    playable = "v => v.readyState >= 2 || !document.getElementById('video-note').hidden"
+    wait_until(lambda: page.locator("#video").evaluate(playable), "the video to play or be explained")
+    assert media and all(status in (200, 206) for status in media), media
+
+    page.select_option("#category", "FALSE_NEGATIVE")
+    page.fill("#note", "face swap: blending seam at the jaw")
+    page.click("#label-FAKE")
+    expect(page.locator("#feedback-status")).to_contain_text("Saved: FAKE")
+    expect(page.locator("#feedback-history li").first).to_contain_text("blending seam")
+    job_shot = SCREENSHOTS / "review-job.png"
+    page.screenshot(path=str(job_shot), full_page=True)
+    page.close()
+
+    with session_scope() as s:
+        rows = s.scalars(
+            select(Feedback).where(Feedback.job_id == uuid.UUID(job_id), Feedback.is_current.is_(True))
+        ).all()
+        assert [(f.label, f.category, f.note, f.tenant) for f in rows] == [
+            ("FAKE", "FALSE_NEGATIVE", "face swap: blending seam at the jaw", "acme")
+        ]
+    assert not problems, problems
+    print(f"\nreview screenshots: {queue_shot} {job_shot}")
+
+
+def test_live_metrics_readiness_and_json_logs(stack: Stack, finished_job: dict[str, Any]) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    ready = requests.get(f"{stack.base}/readyz", timeout=10).json()
+    assert ready["checks"]["workers"] == "ok", ready
+
+    def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        text = requests.get(f"{stack.base}/metrics", timeout=10).text
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+
+    # The worker reports its model load time with its next heartbeat after loading.
+    def loaded() -> bool:
+        return any(name == "verity_model_load_seconds" for name, _ in scrape())
+
+    wait_until(loaded, "the worker's model load time", timeout_s=HEARTBEAT_INTERVAL_S + 10)
+    samples = scrape()
+    assert samples[("verity_jobs", (("status", "SUCCEEDED"),))] >= 1
+    assert samples[("verity_worker_processes", (("queue", "gpu"),))] >= 1
+    assert samples[("verity_stage_duration_seconds_gcount", (("stage", "decode"),))] >= 1
+    assert ("verity_queue_depth", (("queue", "gpu"),)) in samples
+
+    # Postgres in the stack, so both processes log JSON; the job id is bound in each.
+    job_id = finished_job["job_id"]
+    for log in ("api.log", "worker.log"):
+        lines = [json.loads(x) for x in (stack.logs / log).read_text().splitlines() if x.startswith("{")]
+        assert any(x.get("job_id") == job_id for x in lines), f"no JSON line with job_id in {log}"
