@@ -145,6 +145,7 @@ EXTERNAL_ROUTES: dict[str, tuple[dict[int, str | None], tuple[int, ...], bool]] 
     "review.review_job": ({200: "application/json"}, (403, 404), False),
     "review.review_calibration": ({200: "application/json"}, (403,), False),
     "review.timeline": ({200: "image/png"}, (404, 409), False),
+    "review.frames": ({200: "image/jpeg"}, (404, 409), False),
     "review.video_url": ({200: "application/json"}, (404,), False),
     "review.video": ({200: "application/octet-stream", 206: "application/octet-stream", 416: None}, (404,), False),
 }
