@@ -1,0 +1,30 @@
+"""With the database unreachable the API answers 503 in the one error shape (never 500), /readyz included."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.conftest import Keys, Services, bearer, free_port, reset_caches
+
+
+def test_unreachable_database_is_503_not_500(services: Services, keys: Keys, monkeypatch: pytest.MonkeyPatch):
+    # Nothing listens on this port: every connection attempt is refused at once.
+    monkeypatch.setitem(os.environ, "DATABASE_URL", f"postgresql://postgres@127.0.0.1:{free_port()}/verity")
+    reset_caches()
+    try:
+        from api.app import create_app
+
+        client = create_app().test_client()
+        for method, path in (("GET", "/v1/jobs"), ("GET", "/v1/jobs/00000000-0000-0000-0000-000000000000")):
+            response = client.open(path, method=method, headers=bearer(keys.submitter))
+            assert response.status_code == 503, (path, response.json)
+            assert response.json["error"]["code"] == "DATABASE_UNAVAILABLE"
+            assert response.headers["Retry-After"]
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json["checks"]["database"].startswith("error")
+    finally:
+        monkeypatch.undo()
+        reset_caches()
