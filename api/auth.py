@@ -46,7 +46,7 @@ def require_role(role: Role) -> Callable[[Callable[P, R]], Callable[P, R]]:
                 key = authenticate(session, plaintext)
             if key is None:
                 raise ApiError(401, "UNAUTHENTICATED", "the API key is invalid or revoked")
-            ratelimit.enforce(str(key.id))
+            ratelimit.enforce(key.prefix)  # random per key: unique across databases sharing one Redis
             if Role(key.role) not in ROLE_GRANTS[role]:
                 raise ApiError(403, "FORBIDDEN", f"this action needs the {role.value} role")
             g.api_key = key

@@ -1,0 +1,98 @@
+"""The API under gunicorn with two workers against real Redis: the per-key rate limit is shared by both
+workers (request N+1 is 429 with Retry-After), and a chunked body over the cap is refused with 413 while it
+is still being sent."""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import REPO, Services, _wait_port, bearer, free_port
+
+LIMIT = 10
+
+
+@dataclass(frozen=True)
+class Server:
+    base: str
+    port: int
+
+
+@pytest.fixture(scope="module")
+def server(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    port = free_port()
+    env = {**os.environ, **services.env, "VERITY_RATE_LIMIT_PER_MIN": str(LIMIT), "VERITY_MAX_UPLOAD_BYTES": "1024"}
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}",
+         "api.app:create_app()"],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        _wait_port(port)
+        yield Server(f"http://127.0.0.1:{port}", port)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def fresh_key(name: str) -> str:
+    from db.apikeys import create_key
+    from db.session import session_scope
+
+    with session_scope() as s:
+        return create_key(s, name, "ratelimit", "submitter").plaintext
+
+
+def test_rate_limit_is_shared_by_both_workers(server: Server) -> None:
+    key = fresh_key("rate-limited")
+    # Concurrent requests, so both sync workers answer some: a per-process count would let up to 2 x LIMIT pass.
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        url = f"{server.base}/v1/jobs?limit=1"
+        responses = list(pool.map(lambda _: requests.get(url, headers=bearer(key), timeout=30), range(24)))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses.count(200) == LIMIT and statuses.count(429) == 24 - LIMIT, statuses
+    limited = next(r for r in responses if r.status_code == 429)
+    assert limited.json()["error"]["code"] == "RATE_LIMITED"
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60
+    # Another key has its own budget, and the exempt routes are never limited.
+    assert requests.get(f"{server.base}/v1/jobs", headers=bearer(fresh_key("other")), timeout=10).status_code == 200
+    assert all(requests.get(f"{server.base}/healthz", timeout=10).status_code == 200 for _ in range(LIMIT + 2))
+
+
+def test_chunked_body_over_the_cap_is_413_before_it_is_all_sent(server: Server) -> None:
+    key = fresh_key("chunked")
+    boundary = "verityboundary"
+    head = (
+        f"POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    part = f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.mp4"\r\n\r\n'.encode()
+    chunk = b"\x00" * 65536
+    total = 1 << 30  # would be 1 GiB; the cap is 1 KiB plus 1 MiB of multipart room
+    sent = 0
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(head + f"{len(part):x}\r\n".encode() + part + b"\r\n")
+        answer = b""
+        while sent < total:
+            try:
+                sock.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += len(chunk)
+            if select.select([sock], [], [], 0)[0]:
+                break
+        sock.settimeout(10)
+        while b"\r\n\r\n" not in answer and (data := sock.recv(65536)):
+            answer += data
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert sent < 64 << 20, f"the server read {sent >> 20} MiB before refusing"
