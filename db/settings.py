@@ -40,11 +40,28 @@ def _env_float(name: str, default: float) -> float:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from exc
 
 
+def _env_floats(name: str, default: tuple[float, ...]) -> tuple[float, ...]:
+    """A comma-separated list of positive numbers, e.g. VERITY_WEBHOOK_BACKOFF_S="5,30,120"."""
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        values = tuple(float(part) for part in raw.split(",") if part.strip())
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be comma-separated numbers, got {raw!r}") from exc
+    if not values or any(v <= 0 for v in values):
+        raise SettingsError(f"{name} must list at least one positive number, got {raw!r}")
+    return values
+
+
 def _env_bool(name: str, default: bool) -> bool:
     raw = _env(name)
     if raw is None:
         return default
     return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+DEFAULT_WEBHOOK_BACKOFF_S: tuple[float, ...] = (5, 30, 120, 600, 1800, 7200)
 
 
 @dataclass(frozen=True)
@@ -76,7 +93,14 @@ class Settings:
     webhook_max_attempts: int
     # Requests per minute per API key (0: no limit); /healthz, /readyz and /metrics are exempt.
     rate_limit_per_min: int = 600
-    webhook_backoff_s: tuple[float, ...] = field(default=(5, 30, 120, 600, 1800, 7200))
+    webhook_backoff_s: tuple[float, ...] = field(default=DEFAULT_WEBHOOK_BACKOFF_S)
+    webhook_relay_interval_s: float = 15.0
+    # A job committed by the API but not yet marked enqueued is left alone this long before the reaper sends it.
+    enqueue_grace_s: float = 30.0
+    # A running job's worker renews its lease (and its liveness lock) this often, whatever stage it is in.
+    heartbeat_interval_s: float = 30.0
+    # How long a worker keeps retrying a database call through an outage before giving the job back.
+    db_retry_s: float = 120.0
 
     @property
     def embedded_broker(self) -> bool:
@@ -95,6 +119,21 @@ class Settings:
             )
         if self.max_attempts < 1:
             raise SettingsError("VERITY_MAX_ATTEMPTS must be at least 1")
+        if self.reaper_interval_s < 1:
+            raise SettingsError("VERITY_REAPER_INTERVAL_S must be at least 1")
+        # Several heartbeats fit in a lease, so one slow beat never lets a live job's lease lapse.
+        if not 0 < self.heartbeat_interval_s * 3 <= self.lease_s:
+            raise SettingsError(
+                f"VERITY_HEARTBEAT_INTERVAL_S ({self.heartbeat_interval_s}) must be positive and at most a third "
+                f"of VERITY_LEASE_S ({self.lease_s})"
+            )
+        if self.webhook_max_attempts < 1:
+            raise SettingsError("VERITY_WEBHOOK_MAX_ATTEMPTS must be at least 1")
+        if self.webhook_relay_interval_s <= 0 or self.enqueue_grace_s < 0 or self.db_retry_s < 0:
+            raise SettingsError(
+                "VERITY_WEBHOOK_RELAY_INTERVAL_S must be positive; VERITY_ENQUEUE_GRACE_S and VERITY_DB_RETRY_S "
+                "must not be negative"
+            )
         if self.max_upload_bytes < 1:
             raise SettingsError("VERITY_MAX_UPLOAD_BYTES must be positive")
         if self.rate_limit_per_min < 0:
@@ -124,6 +163,7 @@ def load_settings() -> Settings:
     elif database_url.startswith("postgresql://"):
         database_url = "postgresql+psycopg://" + database_url.removeprefix("postgresql://")
     weights = _env("VERITY_WEIGHTS_DIR")
+    lease_s = _env_int("VERITY_LEASE_S", 1200)
     settings = Settings(
         home=home,
         database_url=database_url,
@@ -141,7 +181,7 @@ def load_settings() -> Settings:
         detector_batch_size=_env_int("VERITY_DETECTOR_BATCH_SIZE", 32),
         min_face_frames=_env_int("VERITY_MIN_FACE_FRAMES", 3),
         task_time_limit_s=_env_int("VERITY_TASK_TIME_LIMIT_S", 900),
-        lease_s=_env_int("VERITY_LEASE_S", 1200),
+        lease_s=lease_s,
         visibility_timeout_s=_env_int("VERITY_VISIBILITY_TIMEOUT_S", 1800),
         max_attempts=_env_int("VERITY_MAX_ATTEMPTS", 3),
         reaper_interval_s=_env_int("VERITY_REAPER_INTERVAL_S", 60),
@@ -150,6 +190,11 @@ def load_settings() -> Settings:
         webhook_timeout_s=_env_float("VERITY_WEBHOOK_TIMEOUT_S", 10.0),
         webhook_max_attempts=_env_int("VERITY_WEBHOOK_MAX_ATTEMPTS", 6),
         rate_limit_per_min=_env_int("VERITY_RATE_LIMIT_PER_MIN", 600),
+        webhook_backoff_s=_env_floats("VERITY_WEBHOOK_BACKOFF_S", DEFAULT_WEBHOOK_BACKOFF_S),
+        webhook_relay_interval_s=_env_float("VERITY_WEBHOOK_RELAY_INTERVAL_S", 15.0),
+        enqueue_grace_s=_env_float("VERITY_ENQUEUE_GRACE_S", 30.0),
+        heartbeat_interval_s=_env_float("VERITY_HEARTBEAT_INTERVAL_S", max(0.5, min(30.0, lease_s / 6))),
+        db_retry_s=_env_float("VERITY_DB_RETRY_S", 120.0),
     )
     settings.validate()
     return settings

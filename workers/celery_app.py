@@ -18,14 +18,15 @@ from celery.signals import (
 
 from db import heartbeat
 from db.logging_setup import configure_logging, job_id_var
-from db.queue import DETECT_TASK, make_celery
+from db.queue import DETECT_TASK, check_celery_conf, make_celery
 from db.session import dispose_engine_after_fork
 from db.settings import SettingsError, get_settings
 
 try:
     settings = get_settings()  # validates the timeout chain; a worker refuses to start on bad settings
     app = make_celery(settings)
-    except SettingsError as exc:
+    check_celery_conf(app, settings)
+except SettingsError as exc:
     # Celery would bury this under "Unable to load celery application" and a traceback; say it plainly and
     # exit 78 (EX_CONFIG), distinct from a crash.
     print(f"verity worker: refusing to start: {exc}", file=sys.stderr)

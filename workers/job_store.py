@@ -2,22 +2,37 @@
 
 Every write after the claim carries the attempt number it claimed with: a stale attempt (a redelivered
 message, a worker that lost its lease) matches no row and changes nothing.
+
+Liveness: while a process works on a job it holds a Postgres advisory lock keyed by the job id on a
+connection of its own (``OwnerLock``). Postgres drops the lock the moment that connection dies, so a RUNNING
+job whose lock is free has lost its worker (SIGKILL, OOM kill, time-limit kill): a redelivered message or the
+reaper takes it over at once instead of waiting out the lease. The lock is only a liveness hint; the attempt
+fence is what keeps a wrongly presumed-dead worker from writing.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Connection, exists, func, select, update
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from db.models import Feedback, FrameScore, Job, JobStatus, Result, WebhookDelivery
-from db.session import session_scope
+from db.session import get_engine, session_scope
+from workers import payloads
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MAX_ATTEMPTS_CODE = "MAX_ATTEMPTS_EXCEEDED"
 
 
 @dataclass(frozen=True)
@@ -31,28 +46,150 @@ class Claim:
     webhook_url: str | None
 
 
+@dataclass(frozen=True)
+class Taken:
+    """What ``take`` did: claimed (``claim`` set), or why not; ``delivery_id`` is a job.failed webhook to send."""
+
+    claim: Claim | None
+    reason: str  # claimed | owned | finished | missing | exhausted
+    delivery_id: uuid.UUID | None = None
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def claim(job_id: str, lease_s: int) -> Claim | None:
-    """Take the job if it is queued, or running under an expired lease; None if someone else owns it."""
+def is_transient(exc: BaseException) -> bool:
+    """A database error worth retrying: the server restarted, failed over or dropped the connection."""
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeoutError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def with_retry(fn: Callable[[], T], retry_s: float, what: str) -> T:
+    """Run ``fn``, retrying transient database errors with backoff for up to ``retry_s`` seconds.
+
+    Every caller here is safe to repeat: claims and final writes are conditional UPDATEs, so a commit that
+    succeeded but whose reply was lost cannot be applied twice.
+    """
+    deadline = time.monotonic() + retry_s
+    delay = 0.5
+    while True:
+        try:
+            return fn()
+        except Exception as exc:
+            if not is_transient(exc) or time.monotonic() + delay > deadline:
+                raise
+            log.warning("database unavailable during %s, retrying in %.1fs: %s", what, delay, str(exc)[:200])
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def lock_key(job_id: uuid.UUID) -> int:
+    """A signed 64-bit advisory-lock key from the job's UUID (random bits, so collisions are negligible)."""
+    return int.from_bytes(job_id.bytes[:8], "big", signed=True)
+
+
+class OwnerLock:
+    """The advisory lock that marks a job's worker as alive; a no-op outside Postgres (embedded mode)."""
+
+    def __init__(self, job_id: uuid.UUID) -> None:
+        self.key = lock_key(job_id)
+        self._conn: Connection | None = None
+        self.enabled = get_engine().dialect.name == "postgresql"
+
+    @property
+    def held(self) -> bool:
+        return self._conn is not None
+
+    def acquire(self) -> bool:
+        """True if this process holds the lock now (re-entrant); False if another live session holds it."""
+        if not self.enabled:
+            return False
+        try:
+            if self._conn is None:
+                # Autocommit: the lock outlives statements without an idle-in-transaction session for hours.
+                self._conn = get_engine().connect().execution_options(isolation_level="AUTOCOMMIT")
+            got = bool(self._conn.scalar(select(func.pg_try_advisory_lock(self.key))))
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            log.warning("could not take the liveness lock: %s", str(exc)[:200])
+            self._drop()
+            return False
+        if not got:
+            self._drop()
+        return got
+
+    def release(self) -> None:
+        # Closing the connection for good (not back to the pool) drops the session lock whatever its count.
+        self._drop()
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.invalidate()
+                self._conn.close()
+            except Exception:  # already broken: the server dropped the lock with it
+                pass
+            self._conn = None
+
+
+def take(
+    job_id: str,
+    lease_s: int,
+    *,
+    max_attempts: int | None = None,
+    owner_gone: bool = False,
+    retry_s: float = 0.0,
+) -> Taken:
+    """Claim the job if it is queued, running under an expired lease, or running for a worker that is gone.
+
+    ``owner_gone``: the caller holds the job's OwnerLock, so no live process does. ``max_attempts``: a job that
+    has already used them all (its workers keep dying, e.g. killed for memory) is failed with
+    MAX_ATTEMPTS_EXCEEDED instead of being tried forever.
+    """
     try:
         jid = uuid.UUID(job_id)
     except ValueError:
         log.error("detect called with a malformed job id %r", job_id)
-        return None
+        return Taken(None, "missing")
+    return with_retry(lambda: _take(jid, lease_s, max_attempts, owner_gone), retry_s, f"claim of {jid}")
+
+
+def _take(jid: uuid.UUID, lease_s: int, max_attempts: int | None, owner_gone: bool) -> Taken:
     now = _now()
     with session_scope() as session:
+        row = session.execute(
+            select(Job.status, Job.attempt, (Job.lease_expires_at >= now).label("live")).where(Job.id == jid)
+        ).one_or_none()
+        if row is None:
+            return Taken(None, "missing")
+        status, attempt, live = row.status, row.attempt, bool(row.live)
+        if status not in (JobStatus.QUEUED.value, JobStatus.RUNNING.value):
+            return Taken(None, "finished")
+        if status == JobStatus.RUNNING.value and live and not owner_gone:
+            return Taken(None, "owned")
+        # Compare-and-set on (status, attempt): every claim bumps the attempt, so of two racing takers one wins.
+        same = (Job.id == jid, Job.status == status, Job.attempt == attempt)
+        if max_attempts is not None and attempt >= max_attempts:
+            message = f"the job was attempted {attempt} times and its worker never finished it"
+            values = {"status": JobStatus.FAILED.value, "stage": "failed", "error_code": MAX_ATTEMPTS_CODE}
+            done = session.execute(
+                update(Job)
+                .where(*same)
+                .values(error_message=message, lease_expires_at=None, finished_at=now, updated_at=now, **values)
+                .execution_options(synchronize_session=False)
+            )
+            if done.rowcount != 1:  # type: ignore[attr-defined]
+                return Taken(None, "owned")
+            url = session.scalar(select(Job.webhook_url).where(Job.id == jid))
+            delivery = add_webhook(session, jid, url, "job.failed", payloads.failed(jid, MAX_ATTEMPTS_CODE, message))
+            log.warning("job %s failed: %s", jid, message)
+            return Taken(None, "exhausted", delivery)
         result = session.execute(
             update(Job)
-            .where(
-                Job.id == jid,
-                or_(
-                    Job.status == JobStatus.QUEUED.value,
-                    (Job.status == JobStatus.RUNNING.value) & (Job.lease_expires_at < now),
-                ),
-            )
+            .where(*same)
             .values(
                 status=JobStatus.RUNNING.value,
                 attempt=Job.attempt + 1,
@@ -65,11 +202,25 @@ def claim(job_id: str, lease_s: int) -> Claim | None:
             .execution_options(synchronize_session=False)
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
-            return None
+            return Taken(None, "owned")
         job = session.scalars(select(Job).where(Job.id == jid)).one()
-        return Claim(
+        if status == JobStatus.RUNNING.value:
+            log.warning(
+                "job %s: attempt %d takes over from attempt %d (%s)",
+                jid,
+                job.attempt,
+                attempt,
+                "its worker is gone" if live else "its lease expired",
+            )
+        claim = Claim(
             job.id, job.tenant, job.attempt, job.input_key, job.sha256, dict(job.params or {}), job.webhook_url
         )
+        return Taken(claim, "claimed")
+
+
+def claim(job_id: str, lease_s: int) -> Claim | None:
+    """Take the job if it is queued, or running under an expired lease; None if someone else owns it."""
+    return take(job_id, lease_s).claim
 
 
 def known_label(c: Claim) -> str | None:
@@ -95,19 +246,19 @@ def known_label(c: Claim) -> str | None:
     return "FAKE" if fake > real else "REAL"
 
 
-def heartbeat(c: Claim, stage: str, progress: float, lease_s: int) -> bool:
-    """Record progress and extend the lease; False if this attempt no longer owns the job."""
+def heartbeat(c: Claim, stage: str | None, progress: float | None, lease_s: int) -> bool:
+    """Record progress (None keeps it) and extend the lease; False if this attempt no longer owns the job."""
     now = _now()
+    values: dict[str, Any] = {"lease_expires_at": now + timedelta(seconds=lease_s), "updated_at": now}
+    if stage is not None:
+        values["stage"] = stage
+    if progress is not None:
+        values["progress"] = progress
     with session_scope() as session:
         result = session.execute(
             update(Job)
             .where(Job.id == c.job_id, Job.attempt == c.attempt, Job.status == JobStatus.RUNNING.value)
-            .values(
-                stage=stage,
-                progress=progress,
-                lease_expires_at=now + timedelta(seconds=lease_s),
-                updated_at=now,
-            )
+            .values(**values)
             .execution_options(synchronize_session=False)
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
@@ -124,13 +275,30 @@ def _finish_job(session: Any, c: Claim, values: dict[str, Any]) -> bool:
     return bool(result.rowcount)
 
 
-def _add_webhook(session: Any, c: Claim, event: str, payload: dict[str, Any]) -> uuid.UUID | None:
-    if not c.webhook_url:
+def add_webhook(
+    session: Any, job_id: uuid.UUID, url: str | None, event: str, payload: dict[str, Any]
+) -> uuid.UUID | None:
+    if not url:
         return None
-    delivery = WebhookDelivery(job_id=c.job_id, event=event, url=c.webhook_url, payload=payload)
+    delivery = WebhookDelivery(job_id=job_id, event=event, url=url, payload=payload)
     session.add(delivery)
     session.flush()
     return delivery.id
+
+
+def _already_finished_by(c: Claim, status: JobStatus) -> tuple[bool, uuid.UUID | None]:
+    """Did this very attempt already commit its final write? (A retry whose earlier try lost its reply.)"""
+    event = "job.succeeded" if status == JobStatus.SUCCEEDED else "job.failed"
+    with session_scope() as session:
+        mine = session.scalar(
+            select(exists().where(Job.id == c.job_id, Job.attempt == c.attempt, Job.status == status.value))
+        )
+        if not mine:
+            return False, None
+        delivery = session.scalar(
+            select(WebhookDelivery.id).where(WebhookDelivery.job_id == c.job_id, WebhookDelivery.event == event)
+        )
+        return True, delivery
 
 
 def complete(
@@ -138,57 +306,112 @@ def complete(
     result: dict[str, Any],
     frame_rows: list[dict[str, Any]],
     webhook_payload: dict[str, Any],
+    retry_s: float = 0.0,
 ) -> uuid.UUID | bool | None:
     """One transaction: result + frame scores + job SUCCEEDED + webhook row.
 
     Returns the webhook delivery id (None without a webhook), or False if this attempt was fenced off.
     """
-    with session_scope() as session:
-        if not _finish_job(
-            session,
-            c,
-            {
-                "status": JobStatus.SUCCEEDED.value,
-                "stage": "done",
-                "progress": 1.0,
-                "model_pack": result.get("model_pack"),
-                "calibration_version": result.get("calibration_version"),
-            },
-        ):
-            log.warning("job %s attempt %s lost its claim; discarding its result", c.job_id, c.attempt)
-            session.rollback()
-            return False
-        session.add(Result(job_id=c.job_id, attempt=c.attempt, **result))
-        if frame_rows:
-            session.execute(FrameScore.__table__.insert(), [{"job_id": c.job_id, **row} for row in frame_rows])
-        return _add_webhook(session, c, "job.succeeded", webhook_payload)
+
+    tries = 0
+
+    def attempt() -> uuid.UUID | bool | None:
+        nonlocal tries
+        tries += 1
+        with session_scope() as session:
+            if not _finish_job(
+                session,
+                c,
+                {
+                    "status": JobStatus.SUCCEEDED.value,
+                    "stage": "done",
+                    "progress": 1.0,
+                    "model_pack": result.get("model_pack"),
+                    "calibration_version": result.get("calibration_version"),
+                },
+            ):
+                session.rollback()
+                if tries > 1:  # an earlier try may have committed before its reply was lost
+                    done, delivery = _already_finished_by(c, JobStatus.SUCCEEDED)
+                    if done:
+                        return delivery
+                log.warning("job %s attempt %s lost its claim; discarding its result", c.job_id, c.attempt)
+                return False
+            session.add(Result(job_id=c.job_id, attempt=c.attempt, **result))
+            if frame_rows:
+                session.execute(FrameScore.__table__.insert(), [{"job_id": c.job_id, **row} for row in frame_rows])
+            return add_webhook(session, c.job_id, c.webhook_url, "job.succeeded", webhook_payload)
+
+    return with_retry(attempt, retry_s, f"saving the result of {c.job_id}")
 
 
-def fail(c: Claim, code: str, message: str, webhook_payload: dict[str, Any]) -> uuid.UUID | bool | None:
-    with session_scope() as session:
-        if not _finish_job(
-            session,
-            c,
-            {"status": JobStatus.FAILED.value, "stage": "failed", "error_code": code, "error_message": message[:2000]},
-        ):
-            session.rollback()
-            return False
-        return _add_webhook(session, c, "job.failed", webhook_payload)
+def fail(
+    c: Claim, code: str, message: str, webhook_payload: dict[str, Any], retry_s: float = 0.0
+) -> uuid.UUID | bool | None:
+    tries = 0
+
+    def attempt() -> uuid.UUID | bool | None:
+        nonlocal tries
+        tries += 1
+        with session_scope() as session:
+            if not _finish_job(
+                session,
+                c,
+                {
+                    "status": JobStatus.FAILED.value,
+                    "stage": "failed",
+                    "error_code": code,
+                    "error_message": message[:2000],
+                },
+            ):
+                session.rollback()
+                done, delivery = _already_finished_by(c, JobStatus.FAILED) if tries > 1 else (False, None)
+                return delivery if done else False
+            return add_webhook(session, c.job_id, c.webhook_url, "job.failed", webhook_payload)
+
+    return with_retry(attempt, retry_s, f"failing {c.job_id}")
 
 
-def release(c: Claim, reason: str) -> bool:
-    """Hand a job back to the queue after a transient failure (the caller re-enqueues it)."""
-    with session_scope() as session:
-        result = session.execute(
-            update(Job)
-            .where(Job.id == c.job_id, Job.attempt == c.attempt, Job.status == JobStatus.RUNNING.value)
-            .values(
-                status=JobStatus.QUEUED.value,
-                stage="retrying",
-                lease_expires_at=None,
-                error_message=reason[:2000],
-                updated_at=_now(),
+def release(c: Claim, reason: str, retry_s: float = 0.0) -> bool:
+    """Hand a job back to the queue after a transient failure (the caller re-enqueues it).
+
+    ``enqueued_at`` is cleared, so if the caller cannot reach the broker the reaper sends it after the grace.
+    """
+
+    def attempt() -> bool:
+        with session_scope() as session:
+            result = session.execute(
+                update(Job)
+                .where(Job.id == c.job_id, Job.attempt == c.attempt, Job.status == JobStatus.RUNNING.value)
+                .values(
+                    status=JobStatus.QUEUED.value,
+                    stage="retrying",
+                    lease_expires_at=None,
+                    enqueued_at=None,
+                    error_message=reason[:2000],
+                    updated_at=_now(),
+                )
+                .execution_options(synchronize_session=False)
             )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    return with_retry(attempt, retry_s, f"releasing {c.job_id}")
+
+
+def mark_enqueued(job_id: uuid.UUID | str) -> None:
+    jid = job_id if isinstance(job_id, uuid.UUID) else uuid.UUID(job_id)
+    with session_scope() as session:
+        session.execute(
+            update(Job)
+            .where(Job.id == jid, Job.status == JobStatus.QUEUED.value)
+            .values(enqueued_at=_now())
             .execution_options(synchronize_session=False)
         )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def owner_alive_sql(session: Any, job_id: uuid.UUID) -> bool:
+    """For the reaper: is some live session holding the job's OwnerLock? (A transaction-scoped probe.)"""
+    if session.get_bind().dialect.name != "postgresql":
+        return True  # no liveness signal: only the lease decides
+    free = session.scalar(select(func.pg_try_advisory_xact_lock(lock_key(job_id))))
+    return not free

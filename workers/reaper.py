@@ -3,7 +3,9 @@
 - QUEUED and never enqueued (the broker was down at submission) -> enqueue now.
 - QUEUED, enqueued longer ago than the visibility timeout (message lost) -> enqueue again; the claim is
   conditional, so a duplicate message is harmless.
-- RUNNING with an expired lease (the worker died) -> back to QUEUED, or FAILED after max attempts.
+- QUEUED while the broker's Redis came back empty (restarted without persistence) -> enqueue again now.
+- RUNNING with an expired lease, or with a stale heartbeat and a free liveness lock (its worker is gone)
+  -> back to QUEUED, or FAILED with MAX_ATTEMPTS_EXCEEDED (and a job.failed webhook) after max attempts.
 """
 
 from __future__ import annotations
@@ -15,76 +17,100 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, or_, select, update
 
-from db.models import Job, JobStatus, WebhookDelivery
-from db.queue import enqueue_detect, enqueue_webhook
+from db.models import Job, JobStatus
+from db.queue import broker_lost_messages, enqueue_detect, enqueue_webhook
 from db.session import session_scope
 from db.settings import Settings
-from workers import payloads
+from workers import job_store, payloads
 
 log = logging.getLogger(__name__)
 
-ENQUEUE_GRACE_S = 30
+# Heartbeats missed before a RUNNING job with a free liveness lock counts as abandoned; a live worker
+# re-takes a lock a database restart dropped at its next beat, well within this.
+STALE_BEATS = 3
 
 
 @dataclass
 class ReapReport:
     enqueued: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    requeued: list[str] = field(default_factory=list)
+    broker_reset: bool = False
 
 
 def _expire_leases(settings: Settings, now: datetime, report: ReapReport) -> list[str]:
     """Returns webhook delivery ids created for jobs that ran out of attempts."""
     deliveries: list[str] = []
+    stale_beat = now - timedelta(seconds=STALE_BEATS * settings.heartbeat_interval_s)
     with session_scope() as session:
         stale = session.scalars(
             select(Job)
-            .where(Job.status == JobStatus.RUNNING.value, Job.lease_expires_at < now)
+            .where(
+                Job.status == JobStatus.RUNNING.value,
+                or_(Job.lease_expires_at < now, Job.lease_expires_at.is_(None), Job.updated_at < stale_beat),
+            )
             .with_for_update(skip_locked=True)
             .limit(200)
         ).all()
         for job in stale:
+            expired = job.lease_expires_at is None or job.lease_expires_at < now
+            if not expired and job_store.owner_alive_sql(session, job.id):
+                continue  # a slow heartbeat, but its worker still holds the lock
             if job.attempt >= settings.max_attempts:
                 message = f"the job was attempted {job.attempt} times and its worker never finished it"
                 job.status, job.stage = JobStatus.FAILED.value, "failed"
-                job.error_code, job.error_message = "MAX_ATTEMPTS_EXCEEDED", message
+                job.error_code, job.error_message = job_store.MAX_ATTEMPTS_CODE, message
                 job.lease_expires_at, job.finished_at = None, now
                 report.failed.append(str(job.id))
-                if job.webhook_url:
-                    delivery = WebhookDelivery(
-                        job_id=job.id,
-                        event="job.failed",
-                        url=job.webhook_url,
-                        payload=payloads.failed(job.id, "MAX_ATTEMPTS_EXCEEDED", message),
-                    )
-                    session.add(delivery)
-                    session.flush()
-                    deliveries.append(str(delivery.id))
+                payload = payloads.failed(job.id, job_store.MAX_ATTEMPTS_CODE, message)
+                delivery = job_store.add_webhook(session, job.id, job.webhook_url, "job.failed", payload)
+                if delivery:
+                    deliveries.append(str(delivery))
             else:
+                log.warning(
+                    "job %s attempt %d: %s; handing it back",
+                    job.id,
+                    job.attempt,
+                    "lease expired" if expired else "its worker is gone",
+                )
                 job.status, job.stage, job.lease_expires_at = JobStatus.QUEUED.value, "requeued", None
                 job.enqueued_at = None
+                report.requeued.append(str(job.id))
     return deliveries
+
+
+def _broker_reset() -> bool:
+    try:
+        return broker_lost_messages()
+    except Exception as exc:  # broker down: nothing can be enqueued this round anyway
+        log.warning("reaper cannot reach the broker: %s", exc)
+        return False
 
 
 def reap(settings: Settings) -> ReapReport:
     now = datetime.now(UTC)
     report = ReapReport()
     deliveries = _expire_leases(settings, now, report)
+    report.broker_reset = _broker_reset()
+    if report.broker_reset:
+        log.warning("the broker came back without its data: re-enqueueing every queued job")
     with session_scope() as session:
-        ids = session.scalars(
-            select(Job.id).where(
-                Job.status == JobStatus.QUEUED.value,
-                or_(
-                    and_(Job.enqueued_at.is_(None), Job.updated_at < now - timedelta(seconds=ENQUEUE_GRACE_S)),
-                    and_(Job.enqueued_at.is_(None), Job.stage == "requeued"),
-                    Job.enqueued_at < now - timedelta(seconds=settings.visibility_timeout_s),
-                ),
-            )
-        ).all()
+        conditions = [
+            and_(Job.enqueued_at.is_(None), Job.updated_at < now - timedelta(seconds=settings.enqueue_grace_s)),
+            and_(Job.enqueued_at.is_(None), Job.stage == "requeued"),
+            Job.enqueued_at < now - timedelta(seconds=settings.visibility_timeout_s),
+        ]
+        query = select(Job.id).where(Job.status == JobStatus.QUEUED.value)
+        if not report.broker_reset:
+            query = query.where(or_(*conditions))
+        ids = session.scalars(query.order_by(Job.created_at)).all()
     for job_id in ids:
         try:
             enqueue_detect(str(job_id))
         except Exception as exc:
             log.warning("reaper could not enqueue %s: %s", job_id, exc)
+            if report.broker_reset:  # the reset marker is spent: leave it for the never-enqueued rule
+                _mark_not_enqueued(job_id)
             continue
         _mark_enqueued(job_id)
         report.enqueued.append(str(job_id))
@@ -99,5 +125,9 @@ def reap(settings: Settings) -> ReapReport:
 
 
 def _mark_enqueued(job_id: uuid.UUID) -> None:
+    job_store.mark_enqueued(job_id)
+
+
+def _mark_not_enqueued(job_id: uuid.UUID) -> None:
     with session_scope() as session:
-        session.execute(update(Job).where(Job.id == job_id).values(enqueued_at=datetime.now(UTC)))
+        session.execute(update(Job).where(Job.id == job_id).values(enqueued_at=None))

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import threading
+import time
+import uuid
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -13,7 +16,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from db.media.errors import MediaError
 from db.queue import DELIVER_WEBHOOK_TASK, DETECT_TASK, REAP_TASK, RELAY_WEBHOOKS_TASK, enqueue_webhook
-from db.settings import get_settings
+from db.settings import Settings, get_settings
 from db.storage import StorageError, get_store
 from workers import job_store, payloads, reaper, recalibrate, webhooks
 from workers.celery_app import app
@@ -22,8 +25,57 @@ from workers.job_store import Claim
 log = logging.getLogger(__name__)
 
 
+# A redelivered message can arrive a moment before Postgres has noticed that the killed owner's connection is
+# gone and dropped its liveness lock; wait this long for the lock before leaving the job to its owner.
+TAKEOVER_WAIT_S = 3.0
+
+
 class FencedOff(Exception):
     """This attempt no longer owns the job (lease taken over or job cancelled)."""
+
+
+class LeaseKeeper:
+    """Renews the lease every ``heartbeat_interval_s`` from a background thread, whatever stage the job is in,
+    and re-takes the liveness lock if a database restart dropped it; the pipeline's stage changes beat too.
+
+    A transient database error only skips a beat: the lease outlasts several, and the final write is fenced.
+    """
+
+    def __init__(self, claim: Claim, lock: job_store.OwnerLock, settings: Settings) -> None:
+        self.claim = claim
+        self.lock = lock
+        self.settings = settings
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{claim.job_id}", daemon=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def beat(self, stage: str | None = None, fraction: float | None = None) -> None:
+        try:
+            owned = job_store.heartbeat(self.claim, stage, fraction, self.settings.lease_s)
+        except Exception as exc:
+            if not job_store.is_transient(exc):
+                raise
+            log.warning("heartbeat for job %s skipped, database unavailable: %s", self.claim.job_id, str(exc)[:200])
+            return
+        if not owned:
+            self.lost = True
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.settings.heartbeat_interval_s) and not self.lost:
+            try:
+                self.beat()
+                if self.lock.enabled:
+                    self.lock.acquire()
+            except Exception:  # never let the keeper die silently; the next beat tries again
+                log.exception("heartbeat for job %s failed", self.claim.job_id)
 
 
 def _send_webhook(delivery_id: Any) -> None:
@@ -36,17 +88,23 @@ def _send_webhook(delivery_id: Any) -> None:
 
 
 def _fail(claim: Claim, code: str, message: str) -> None:
+    settings = get_settings()
+    outcome = job_store.fail(claim, code, message, payloads.failed(claim.job_id, code, message), settings.db_retry_s)
+    if outcome is False:
+        log.warning("job %s attempt %s lost its claim; discarding its failure (%s)", claim.job_id, claim.attempt, code)
+        return
     log.info("job %s failed: %s: %s", claim.job_id, code, message)
-    _send_webhook(job_store.fail(claim, code, message, payloads.failed(claim.job_id, code, message)))
+    _send_webhook(outcome)
 
 
-def _process(claim: Claim) -> None:
+def _process(claim: Claim, keeper: LeaseKeeper) -> None:
     from workers.resources import get_resources  # torch-heavy; io workers never import it
 
     settings = get_settings()
 
     def progress(stage: str, fraction: float) -> None:
-        if not job_store.heartbeat(claim, stage, fraction, settings.lease_s):
+        keeper.beat(stage, fraction)
+        if keeper.lost:
             raise FencedOff(f"attempt {claim.attempt} lost job {claim.job_id}")
 
     progress("downloading", 0.01)
@@ -77,7 +135,7 @@ def _process(claim: Claim) -> None:
         )
     progress("saving", 0.95)
     outcome = job_store.complete(
-        claim, output.result, output.frame_rows, payloads.succeeded(claim.job_id, output.result)
+        claim, output.result, output.frame_rows, payloads.succeeded(claim.job_id, output.result), settings.db_retry_s
     )
     if outcome is False:
         raise FencedOff(f"attempt {claim.attempt} lost job {claim.job_id} before saving")
@@ -85,15 +143,47 @@ def _process(claim: Claim) -> None:
     _send_webhook(outcome)
 
 
+def _take(job_id: uuid.UUID, lock: job_store.OwnerLock, settings: Settings) -> job_store.Taken:
+    """Lock first, then claim: a live owner always holds the lock, so getting it means any owner is gone."""
+    deadline = time.monotonic() + TAKEOVER_WAIT_S
+    while True:
+        owner_gone = lock.acquire()
+        taken = job_store.take(
+            str(job_id),
+            settings.lease_s,
+            max_attempts=settings.max_attempts,
+            owner_gone=owner_gone,
+            retry_s=settings.db_retry_s,
+        )
+        if taken.reason != "owned" or owner_gone or not lock.enabled or time.monotonic() > deadline:
+            return taken
+        time.sleep(0.25)
+
+
 @app.task(name=DETECT_TASK, bind=True)
 def detect(self: Task, job_id: str) -> None:
     settings = get_settings()
-    claim = job_store.claim(job_id, settings.lease_s)
-    if claim is None:
-        log.info("job %s is not claimable (finished, cancelled or owned by a live attempt)", job_id)
-        return
     try:
-        _process(claim)
+        jid = uuid.UUID(job_id)
+    except ValueError:
+        log.error("detect called with a malformed job id %r", job_id)
+        return
+    lock = job_store.OwnerLock(jid)
+    try:
+        taken = _take(jid, lock, settings)
+        if taken.claim is None:
+            log.info("job %s is not claimable: %s", job_id, taken.reason)
+            _send_webhook(taken.delivery_id)
+            return
+        with LeaseKeeper(taken.claim, lock, settings) as keeper:
+            _run(self, taken.claim, keeper, settings)
+    finally:
+        lock.release()  # after the final write: the job is never RUNNING with its lock free while we live
+
+
+def _run(task: Task, claim: Claim, keeper: LeaseKeeper, settings: Settings) -> None:
+    try:
+        _process(claim, keeper)
     except FencedOff as exc:
         log.warning("%s", exc)
     except MediaError as exc:
@@ -101,10 +191,15 @@ def detect(self: Task, job_id: str) -> None:
     except SoftTimeLimitExceeded:
         _fail(claim, "TIMEOUT", f"processing took longer than {settings.task_time_limit_s} s")
     except StorageError as exc:
-        _retry_or_fail(self, claim, "STORAGE_UNAVAILABLE", str(exc))
+        _retry_or_fail(task, claim, "STORAGE_UNAVAILABLE", str(exc))
     except Exception as exc:
+        if job_store.is_transient(exc):
+            # Nothing can be recorded while the database is down; once it is back, the reaper sees a RUNNING
+            # job with a stale heartbeat and a free lock and hands it back.
+            log.error("job %s attempt %s: database unavailable, leaving it to the reaper", claim.job_id, claim.attempt)
+            return
         log.exception("job %s attempt %s crashed", claim.job_id, claim.attempt)
-        _retry_or_fail(self, claim, "PROCESSING_ERROR", f"{type(exc).__name__}: {exc}")
+        _retry_or_fail(task, claim, "PROCESSING_ERROR", f"{type(exc).__name__}: {exc}")
 
 
 def _retry_or_fail(task: Task, claim: Claim, code: str, message: str) -> None:
@@ -112,8 +207,14 @@ def _retry_or_fail(task: Task, claim: Claim, code: str, message: str) -> None:
     if claim.attempt >= settings.max_attempts:
         _fail(claim, code, f"{message} (after {claim.attempt} attempts)")
         return
-    if job_store.release(claim, message):
+    if not job_store.release(claim, message, settings.db_retry_s):
+        return
+    try:
         task.apply_async(args=[str(claim.job_id)], countdown=10 * claim.attempt, queue="gpu")
+    except Exception as exc:  # left QUEUED with no enqueued_at: the reaper sends it after the grace
+        log.warning("could not re-enqueue job %s, the reaper will: %s", claim.job_id, exc)
+        return
+    job_store.mark_enqueued(claim.job_id)
 
 
 @app.task(name=DELIVER_WEBHOOK_TASK)

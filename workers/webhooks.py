@@ -24,7 +24,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from sqlalchemy import select, update
 
-from db.models import DeliveryState, WebhookDelivery
+from db.models import DeliveryState, Job, WebhookDelivery
 from db.netguard import UnsafeUrlError, VettedTarget, vet_url
 from db.session import session_scope
 from db.settings import Settings
@@ -170,8 +170,50 @@ def deliver(delivery_id: str, settings: Settings) -> str | None:
                 delivered_at=now if state == DeliveryState.DELIVERED else None,
             )
         )
+        if state == DeliveryState.DISABLED:
+            _disable_endpoint(session, delivery)
     log.info("webhook %s attempt %d -> %s (%s)", delivery.webhook_id, delivery.attempts, state.value, error or "ok")
     return state.value
+
+
+def _disable_endpoint(session: Any, gone: WebhookDelivery) -> None:
+    """410 Gone retires the endpoint: the tenant's other pending deliveries to that URL are not sent either."""
+    tenant = select(Job.tenant).where(Job.id == gone.job_id).scalar_subquery()
+    session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.url == gone.url,
+            WebhookDelivery.state == DeliveryState.PENDING.value,
+            WebhookDelivery.job_id.in_(select(Job.id).where(Job.tenant == tenant)),
+        )
+        .values(state=DeliveryState.DISABLED.value, last_error=f"endpoint answered 410 Gone to {gone.webhook_id}")
+        .execution_options(synchronize_session=False)
+    )
+
+
+def delivery_view(d: WebhookDelivery) -> dict[str, Any]:
+    """One delivery as the API shows it (GET /v1/jobs/<id>/webhooks)."""
+    pending = d.state == DeliveryState.PENDING.value
+    return {
+        "id": d.webhook_id,
+        "event": d.event,
+        "url": d.url,
+        "state": d.state,
+        "attempts": d.attempts,
+        "last_status": d.last_status,
+        "last_error": d.last_error,
+        "next_attempt_at": d.next_attempt_at.isoformat() if pending and d.next_attempt_at else None,
+        "created_at": d.created_at.isoformat() if d.created_at else None,
+        "delivered_at": d.delivered_at.isoformat() if d.delivered_at else None,
+    }
+
+
+def deliveries_for_job(job_id: uuid.UUID) -> list[dict[str, Any]]:
+    with session_scope() as session:
+        rows = session.scalars(
+            select(WebhookDelivery).where(WebhookDelivery.job_id == job_id).order_by(WebhookDelivery.created_at)
+        )
+        return [delivery_view(d) for d in rows]
 
 
 def due_deliveries(limit: int = 100) -> list[str]:
