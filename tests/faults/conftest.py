@@ -1,0 +1,140 @@
+"""Fixtures for the fault-injection tests and the summary table they print.
+
+Each scenario records a row (scenario, jobs, completed, lost, duplicated, pass/fail); the rows are printed at
+the end of the run by ``pytest_terminal_summary``. ``python -m tests.faults.report`` runs them all.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import PG_ADMIN_URL, Services
+from tests.faults.harness import PrivatePostgres, PrivateRedis, Stack, fresh_database, make_key
+
+
+@dataclass
+class FaultRow:
+    scenario: str
+    jobs: int = 0
+    completed: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    outcome: str = "not run"
+    note: str = ""
+
+
+ROWS: list[FaultRow] = []
+
+
+@pytest.fixture
+def fault_row(request: pytest.FixtureRequest) -> Iterator[FaultRow]:
+    row = FaultRow(getattr(request.node.function, "scenario", request.node.name))
+    yield row
+    report = getattr(request.node, "rep_call", None)
+    row.outcome = "pass" if report is not None and report.passed else "FAIL"
+    ROWS.append(row)
+
+
+def scenario(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The name a test's row gets in the table."""
+
+    def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
+        fn.scenario = name  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.when == "call":
+        item.rep_call = report  # type: ignore[attr-defined]
+    return report
+
+
+def format_table(rows: list[FaultRow]) -> str:
+    header = ("scenario", "jobs", "completed", "lost", "duplicated", "result")
+    body = [(r.scenario, str(r.jobs), str(r.completed), str(r.lost), str(r.duplicated), r.outcome) for r in rows]
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+    lines = [" | ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) for line in [header, *body]]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    notes = [f"  {r.scenario}: {r.note}" for r in rows if r.note]
+    return "\n".join(lines + (["", "notes:", *notes] if notes else []))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if ROWS:
+        terminalreporter.section("fault injection")
+        terminalreporter.write_line(format_table(ROWS))
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    if not shutil.which("redis-server"):
+        pytest.skip("redis-server is not installed")
+    redis = PrivateRedis(tmp_path)
+    redis.start()
+    try:
+        yield redis
+    finally:
+        redis.kill()
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    try:
+        pg = PrivatePostgres()
+    except (RuntimeError, OSError) as exc:
+        pytest.skip(f"cannot run a private Postgres: {exc}")
+    pg.start()
+    try:
+        yield pg
+    finally:
+        pg.destroy()
+
+
+StackFactory = Callable[..., Stack]
+
+
+@pytest.fixture
+def make_stack(
+    services: Services, private_redis: PrivateRedis, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[StackFactory]:
+    """Builds a stack (API started, no workers yet) on a fresh database of the shared Postgres, or of
+    ``admin_url``'s server (a private one a test restarts), always on a private Redis."""
+    stacks: list[Stack] = []
+    databases: list[Any] = []
+
+    def build(admin_url: str = PG_ADMIN_URL, **env: str) -> Stack:
+        db = fresh_database(admin_url)
+        url = db.__enter__()
+        databases.append(db)
+        logs = tmp_path / f"stack{len(stacks)}"
+        logs.mkdir()
+        stack = Stack({**services.env, **env}, url, private_redis, logs)
+        stacks.append(stack)
+        stack.key = make_key(url)
+        stack.start_api()
+        return stack
+
+    try:
+        yield build
+    finally:
+        for stack in stacks:
+            stack.stop_all()
+            failed = getattr(request.node, "rep_call", None)
+            if failed is not None and not failed.passed:
+                for log in sorted(stack.logs.glob("*.log")):
+                    print(f"==== {log.name} (tail) ====\n{log.read_text(errors='replace')[-6000:]}")
+        for db in databases:
+            try:
+                db.__exit__(None, None, None)
+            except Exception as exc:  # the private server may already be gone
+                print(f"could not drop a fault database: {exc}")
