@@ -27,10 +27,16 @@ MODELS = ("meso4_df", "mesoinception_df")  # the default pack's members, so thei
 @pytest.fixture(scope="module")
 def client(services: Services) -> Iterator[FlaskClient]:
     from api.app import create_app
-    from db.models import Calibration
+    from db.models import Calibration, Feedback
     from db.session import session_scope
     from workers.recalibrate import clear_cache
 
+    # Earlier modules (the end-to-end ones) leave real labels and versions in the shared database; these
+    # tests reason about the synthetic scores they label themselves, so the earlier labels step aside.
+    with session_scope() as s:
+        s.execute(update(Feedback).where(Feedback.is_current.is_(True)).values(is_current=False))
+        s.execute(update(Calibration).where(Calibration.status == "active").values(status="retired"))
+    clear_cache()
     app = create_app()
     with app.test_client() as c:
         yield c
