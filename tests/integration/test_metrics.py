@@ -9,11 +9,13 @@ import io
 import json
 import logging
 import os
+import sys
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from flask.testing import FlaskClient
@@ -209,41 +211,44 @@ def test_queue_depth_from_redis_lists_and_filesystem_files(
     assert metrics.queue_depths() == {"gpu": 2, "io": 1}
 
 
-def test_worker_heartbeat_feeds_readyz_and_metrics(client: FlaskClient) -> None:
+def test_worker_heartbeat_feeds_readyz_and_metrics(client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
     from db import heartbeat
     from db.models import WorkerHeartbeat, utcnow
     from db.session import session_scope
 
+    # A detect worker that has initialised CUDA (no GPU here: torch.cuda is stubbed).
+    cuda = SimpleNamespace(
+        is_available=lambda: True,
+        is_initialized=lambda: True,
+        current_device=lambda: 0,
+        get_device_name=lambda device: "Stub GPU",
+        mem_get_info=lambda device: (50, 80),
+        memory_allocated=lambda device: 10,
+        memory_reserved=lambda device: 20,
+    )
+    monkeypatch.setitem(sys.modules, "torch", SimpleNamespace(cuda=cuda))
+    assert heartbeat.gpu_memory() == {
+        "device": "cuda:0",
+        "name": "Stub GPU",
+        "allocated_bytes": 10,
+        "reserved_bytes": 20,
+        "used_bytes": 30,
+        "total_bytes": 80,
+    }
     worker = f"test-{uuid.uuid4().hex[:8]}@host"
-    heartbeat.note_model_load("mesonet@1", "cpu", 1.25)
+    heartbeat.note_model_load("mesonet@1", "cuda", 1.25)
     heartbeat.beat(worker, "gpu", utcnow())
     with session_scope() as s:
-        s.add(
-            WorkerHeartbeat(
-                id=f"{worker}/1",
-                worker=worker,
-                pid=1,
-                queues="gpu",
-                seen_at=utcnow(),
-                info={
-                    "gpu": {
-                        "device": "cuda:0",
-                        "allocated_bytes": 10,
-                        "reserved_bytes": 20,
-                        "used_bytes": 30,
-                        "total_bytes": 80,
-                    }
-                },
-            )
-        )
+        s.add(WorkerHeartbeat(id=f"{worker}/1", worker=worker, pid=1, queues="gpu", seen_at=utcnow(), info={}))
     ready = client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json["checks"]["workers"] == "ok"
 
     samples = scrape(client)
     pid = str(os.getpid())
-    assert value(samples, "verity_model_load_seconds", worker=worker, pid=pid, pack="mesonet@1", device="cpu") == 1.25
-    assert value(samples, "verity_gpu_memory_bytes", worker=worker, pid="1", device="cuda:0", kind="total") == 80
+    assert value(samples, "verity_model_load_seconds", worker=worker, pid=pid, pack="mesonet@1", device="cuda") == 1.25
+    for kind, expected in (("allocated", 10), ("reserved", 20), ("used", 30), ("total", 80)):
+        assert value(samples, "verity_gpu_memory_bytes", worker=worker, pid=pid, device="cuda:0", kind=kind) == expected
     assert value(samples, "verity_worker_processes", queue="gpu") >= 2
     assert value(samples, "verity_worker_heartbeat_age_seconds", worker=worker, pid=pid) < 30
 
