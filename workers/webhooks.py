@@ -191,31 +191,6 @@ def _disable_endpoint(session: Any, gone: WebhookDelivery) -> None:
     )
 
 
-def delivery_view(d: WebhookDelivery) -> dict[str, Any]:
-    """One delivery as the API shows it (GET /v1/jobs/<id>/webhooks)."""
-    pending = d.state == DeliveryState.PENDING.value
-    return {
-        "id": d.webhook_id,
-        "event": d.event,
-        "url": d.url,
-        "state": d.state,
-        "attempts": d.attempts,
-        "last_status": d.last_status,
-        "last_error": d.last_error,
-        "next_attempt_at": d.next_attempt_at.isoformat() if pending and d.next_attempt_at else None,
-        "created_at": d.created_at.isoformat() if d.created_at else None,
-        "delivered_at": d.delivered_at.isoformat() if d.delivered_at else None,
-    }
-
-
-def deliveries_for_job(job_id: uuid.UUID) -> list[dict[str, Any]]:
-    with session_scope() as session:
-        rows = session.scalars(
-            select(WebhookDelivery).where(WebhookDelivery.job_id == job_id).order_by(WebhookDelivery.created_at)
-        )
-        return [delivery_view(d) for d in rows]
-
-
 def due_deliveries(limit: int = 100) -> list[str]:
     now = datetime.now(UTC)
     with session_scope() as session:
