@@ -14,8 +14,9 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 
 from db.models import Job, JobStatus
 from db.queue import broker_lost_messages, enqueue_detect, enqueue_webhook
@@ -52,10 +53,11 @@ def _expire_leases(settings: Settings, now: datetime, report: ReapReport) -> lis
             .with_for_update(skip_locked=True)
             .limit(200)
         ).all()
+        trust_locks = _locks_trustworthy(session, settings)
         for job in stale:
             expired = job.lease_expires_at is None or job.lease_expires_at < now
-            if not expired and job_store.owner_alive_sql(session, job.id):
-                continue  # a slow heartbeat, but its worker still holds the lock
+            if not expired and (not trust_locks or job_store.owner_alive_sql(session, job.id)):
+                continue  # a slow heartbeat, but its worker still holds the lock (or may not have re-taken it yet)
             if job.attempt >= settings.max_attempts:
                 message = f"the job was attempted {job.attempt} times and its worker never finished it"
                 job.status, job.stage = JobStatus.FAILED.value, "failed"
@@ -77,6 +79,16 @@ def _expire_leases(settings: Settings, now: datetime, report: ReapReport) -> lis
                 job.enqueued_at = None
                 report.requeued.append(str(job.id))
     return deliveries
+
+
+def _locks_trustworthy(session: Any, settings: Settings) -> bool:
+    """A Postgres restart drops every liveness lock, live workers' included, and their heartbeats went stale
+    while it was down; give them a few beats to reconnect and re-take their locks before reading a free lock
+    as a dead worker."""
+    if session.get_bind().dialect.name != "postgresql":
+        return False
+    uptime = session.scalar(select(func.extract("epoch", func.now() - func.pg_postmaster_start_time())))
+    return float(uptime) > STALE_BEATS * settings.heartbeat_interval_s
 
 
 def _broker_reset() -> bool:

@@ -34,7 +34,9 @@ ROWS: list[FaultRow] = []
 
 @pytest.fixture
 def fault_row(request: pytest.FixtureRequest) -> Iterator[FaultRow]:
-    row = FaultRow(getattr(request.node.function, "scenario", request.node.name))
+    name = getattr(request.node.function, "scenario", request.node.name)
+    callspec = getattr(request.node, "callspec", None)
+    row = FaultRow(f"{name} [{callspec.id}]" if callspec else name)
     yield row
     report = getattr(request.node, "rep_call", None)
     row.outcome = "pass" if report is not None and report.passed else "FAIL"

@@ -1,0 +1,203 @@
+"""The pieces the fault scenarios rely on, each checked directly against Postgres (fast, default suite):
+the liveness lock, takeover and the attempt cap in the claim, the reaper's dead-worker rule, the broker-reset
+marker, and the worker's retries through a database outage."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from db.settings import Settings
+from tests.conftest import Services, reset_caches
+from tests.faults.harness import PrivateRedis
+
+
+def _job(**values: Any) -> uuid.UUID:
+    from db.models import Job
+    from db.session import session_scope
+
+    job_id = uuid.uuid4()
+    fields: dict[str, Any] = {"sha256": "0" * 64, "webhook_url": "http://127.0.0.1:9/hook", **values}
+    with session_scope() as s:
+        s.add(Job(id=job_id, tenant="liveness", input_key=f"uploads/{job_id}", size_bytes=1, **fields))
+    return job_id
+
+
+def _get(job_id: uuid.UUID) -> Any:
+    from db.models import Job
+    from db.session import session_scope
+
+    with session_scope() as s:
+        return s.get(Job, job_id)
+
+
+def _age(job_id: uuid.UUID, seconds: float) -> None:
+    """Make the last heartbeat look `seconds` old."""
+    from db.models import Job
+    from db.session import session_scope
+
+    with session_scope() as s:
+        s.execute(update(Job).where(Job.id == job_id).values(updated_at=datetime.now(UTC) - timedelta(seconds=seconds)))
+
+
+@pytest.fixture
+def settings(services: Services) -> Settings:
+    from db.settings import get_settings
+
+    return dataclasses.replace(get_settings(), heartbeat_interval_s=1.0, max_attempts=3)
+
+
+def test_a_live_owner_keeps_its_job_and_a_dead_ones_job_is_taken_over_at_once(settings: Settings) -> None:
+    from workers import job_store
+
+    job_id = _job()
+    mine = job_store.OwnerLock(job_id)
+    assert mine.acquire()
+    first = job_store.take(str(job_id), 600, owner_gone=True)
+    assert first.claim is not None and first.claim.attempt == 1
+
+    # A redelivered message while the owner lives: the lock is taken, the lease is live -> hands off.
+    other = job_store.OwnerLock(job_id)
+    assert not other.acquire()
+    assert job_store.take(str(job_id), 600, owner_gone=False).reason == "owned"
+
+    mine.release()  # what Postgres does when the owner's process is SIGKILLed
+    assert other.acquire()
+    second = job_store.take(str(job_id), 600, owner_gone=True, max_attempts=3)
+    assert second.claim is not None and second.claim.attempt == 2, "taken over with a live lease, no waiting"
+    assert job_store.heartbeat(first.claim, "scoring", 0.5, 600) is False, "the old attempt is fenced off"
+    other.release()
+
+
+def test_the_claim_fails_a_job_that_used_up_its_attempts(settings: Settings) -> None:
+    from db.models import WebhookDelivery
+    from db.session import session_scope
+    from workers import job_store
+
+    job_id = _job(status="RUNNING", attempt=3, lease_expires_at=datetime.now(UTC) + timedelta(minutes=10))
+    taken = job_store.take(str(job_id), 600, owner_gone=True, max_attempts=3)
+    assert taken.claim is None and taken.reason == "exhausted" and taken.delivery_id is not None
+    job = _get(job_id)
+    assert job.status == "FAILED" and job.error_code == "MAX_ATTEMPTS_EXCEEDED" and job.attempt == 3
+    with session_scope() as s:
+        (delivery,) = s.scalars(select(WebhookDelivery).where(WebhookDelivery.job_id == job_id)).all()
+    assert delivery.event == "job.failed" and delivery.payload["data"]["error"]["code"] == "MAX_ATTEMPTS_EXCEEDED"
+
+
+def test_reaper_hands_back_a_running_job_whose_worker_is_gone_but_not_one_whose_worker_lives(
+    settings: Settings,
+) -> None:
+    from workers import job_store
+    from workers.reaper import reap
+
+    live_lease = datetime.now(UTC) + timedelta(minutes=10)
+    dead = _job(status="RUNNING", attempt=1, lease_expires_at=live_lease)
+    alive = _job(status="RUNNING", attempt=1, lease_expires_at=live_lease)
+    fresh = _job(status="RUNNING", attempt=1, lease_expires_at=live_lease)
+    for job_id in (dead, alive):
+        _age(job_id, 10)  # ten missed beats
+    holder = job_store.OwnerLock(alive)
+    assert holder.acquire()
+    try:
+        report = reap(settings)
+    finally:
+        holder.release()
+    assert str(dead) in report.requeued and str(dead) in report.enqueued
+    assert _get(dead).status == "QUEUED" and _get(dead).enqueued_at is not None
+    assert _get(alive).status == "RUNNING", "its worker holds the lock: only slow, not dead"
+    assert _get(fresh).status == "RUNNING", "a recent heartbeat: never probed"
+
+
+@pytest.fixture
+def own_broker(services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PrivateRedis]:
+    redis = PrivateRedis(tmp_path)
+    redis.start()
+    monkeypatch.setenv("BROKER_URL", redis.url)
+    reset_caches()
+    try:
+        yield redis
+    finally:
+        redis.kill()
+        monkeypatch.setenv("BROKER_URL", services.broker_url)
+        reset_caches()
+
+
+def test_reaper_resends_every_queued_job_when_the_broker_lost_its_data(own_broker: PrivateRedis) -> None:
+    import redis
+
+    from db.queue import broker_lost_messages
+    from db.settings import get_settings
+    from workers.reaper import reap
+
+    settings = get_settings()
+    reap(settings)  # writes the marker
+    assert broker_lost_messages() is False
+    sent = _job(enqueued_at=datetime.now(UTC))  # enqueued a moment ago: normally left alone
+    assert str(sent) not in reap(settings).enqueued
+    own_broker.restart()  # no persistence: the message and the marker are gone
+    report = reap(settings)
+    assert report.broker_reset and str(sent) in report.enqueued
+    assert redis.Redis.from_url(own_broker.url).llen("gpu") >= 1
+    assert reap(settings).broker_reset is False, "once per loss"
+
+
+def test_with_retry_rides_out_transient_errors_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from workers import job_store
+
+    monkeypatch.setattr(job_store.time, "sleep", lambda _s: None)
+    calls: list[int] = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))
+        return "ok"
+
+    assert job_store.with_retry(flaky, 60, "test") == "ok" and len(calls) == 3
+    with pytest.raises(IntegrityError):
+        job_store.with_retry(lambda: (_ for _ in ()).throw(IntegrityError("x", {}, Exception("dup"))), 60, "test")
+    calls.clear()
+    with pytest.raises(OperationalError):
+        job_store.with_retry(flaky, 0, "test")  # no time to wait
+
+
+def test_a_save_whose_reply_was_lost_is_not_mistaken_for_being_fenced_off(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database commits the final write, then the connection drops before the reply: the retry must see
+    its own committed result (and return its webhook), not report the attempt as fenced off."""
+    from contextlib import contextmanager
+
+    from db.models import Result
+    from db.session import session_scope
+    from workers import job_store
+
+    job_id = _job()
+    claim = job_store.claim(str(job_id), 600)
+    assert claim is not None
+    real = job_store.session_scope
+    dropped: list[bool] = []
+
+    @contextmanager
+    def reply_lost_once() -> Iterator[Any]:
+        with real() as session:
+            yield session
+        if not dropped:
+            dropped.append(True)
+            raise OperationalError("COMMIT", {}, Exception("connection lost after commit"))
+
+    monkeypatch.setattr(job_store, "session_scope", reply_lost_once)
+    monkeypatch.setattr(job_store.time, "sleep", lambda _s: None)
+    result = {"verdict": "REAL", "score": 0.1, "raw_score": 0.1, "method": "weighted_average", "model_pack": "t@1"}
+    outcome = job_store.complete(claim, result, [], {"type": "job.succeeded"}, retry_s=30)
+    assert outcome not in (False, None), "the retry found its own write"
+    with session_scope() as s:
+        assert len(s.scalars(select(Result).where(Result.job_id == job_id)).all()) == 1

@@ -1,0 +1,79 @@
+"""A worker (and beat) refuses to start on an inconsistent reliability configuration: it exits non-zero with a
+plain message instead of running with timeouts that would double or lose jobs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from db.queue import check_celery_conf, make_celery, soft_time_limit_s
+from db.settings import SettingsError, load_settings
+from tests.conftest import REPO
+from tests.faults.conftest import FaultRow, scenario
+
+BAD = [
+    ({"VERITY_TASK_TIME_LIMIT_S": "900", "VERITY_LEASE_S": "900"}, "inconsistent timeouts"),
+    ({"VERITY_LEASE_S": "1200", "VERITY_VISIBILITY_TIMEOUT_S": "1000"}, "inconsistent timeouts"),
+    ({"VERITY_TASK_TIME_LIMIT_S": "2000"}, "inconsistent timeouts"),
+    ({"VERITY_HEARTBEAT_INTERVAL_S": "600"}, "VERITY_HEARTBEAT_INTERVAL_S"),
+    ({"VERITY_WEBHOOK_BACKOFF_S": "5,soon"}, "VERITY_WEBHOOK_BACKOFF_S"),
+    ({"VERITY_LEASE_S": "twenty"}, "VERITY_LEASE_S must be an integer"),
+]
+
+
+def _run(tmp_path: Path, command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    full = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("VERITY_")},
+        "VERITY_HOME": str(tmp_path),
+        "BROKER_URL": "redis://127.0.0.1:9/0",  # never reached: it must stop before connecting
+        **env,
+    }
+    celery = str(Path(sys.executable).parent / "celery")
+    return subprocess.run(
+        [celery, "-A", "workers.celery_app", *command], cwd=REPO, env=full, capture_output=True, text=True, timeout=120
+    )
+
+
+@scenario("4 worker refuses inconsistent settings")
+@pytest.mark.parametrize("command", [["worker", "-Q", "gpu"], ["beat"]], ids=["worker", "beat"])
+def test_worker_process_exits_non_zero_with_a_clear_message(
+    tmp_path: Path, command: list[str], fault_row: FaultRow
+) -> None:
+    for env, message in BAD:
+        done = _run(tmp_path, command, env)
+        assert done.returncode == 78, (env, done.returncode, done.stderr[-2000:])
+        assert "verity worker: refusing to start: " in done.stderr and message in done.stderr, done.stderr[-2000:]
+        assert "Traceback" not in done.stderr
+    fault_row.note = f"{len(BAD)} bad configurations, each exit 78 with the reason on stderr"
+
+
+def test_visibility_timeout_must_reach_every_place_celery_reads_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("VERITY_HOME", str(tmp_path))
+    monkeypatch.setenv("BROKER_URL", "redis://127.0.0.1:9/0")
+    settings = load_settings()
+    app = make_celery(settings)
+    check_celery_conf(app, settings)  # the real configuration passes
+    app.conf.result_backend_transport_options = {}
+    with pytest.raises(SettingsError, match=r"result_backend_transport_options\.visibility_timeout is None"):
+        check_celery_conf(app, settings)
+    app = make_celery(settings)
+    app.conf.broker_transport_options = {"visibility_timeout": settings.lease_s - 1}
+    with pytest.raises(SettingsError, match=r"broker_transport_options\.visibility_timeout"):
+        check_celery_conf(app, settings)
+    app = make_celery(settings)
+    app.conf.task_acks_late = False
+    app.conf.worker_prefetch_multiplier = 4
+    with pytest.raises(SettingsError, match=r"acks_late.*prefetch_multiplier is 4"):
+        check_celery_conf(app, settings)
+
+
+@pytest.mark.parametrize(("limit", "soft"), [(900, 870), (120, 108), (20, 18), (5, 4.5)])
+def test_the_soft_time_limit_leaves_room_to_record_the_timeout(limit: int, soft: float) -> None:
+    # It used to be max(1, limit - 30): a 20 s limit gave a 1 s soft limit that failed every job.
+    assert soft_time_limit_s(limit) == pytest.approx(soft)

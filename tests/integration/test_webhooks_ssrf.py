@@ -1,0 +1,189 @@
+"""SSRF: hostile webhook URLs are refused when the job is created and again when the webhook is sent, and a
+canary listening on loopback never sees a connection (private targets not allowed, the default).
+
+The send-time check matters on its own: a URL can be stored while private targets were allowed, or a name
+can resolve differently later (DNS rebinding); the sender re-vets and connects to the vetted address.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import socket
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from db.settings import Settings
+from tests.conftest import Keys, Services, bearer, shared_file
+from tests.faults.harness import CLIP, Canary, Receiver, Reply
+
+# Spelled to reach the IPv4 canary: loopback by name, number, octal, hex, short form, unspecified, IPv4-mapped.
+LOOPBACK_V4 = [
+    "http://127.0.0.1:{p}/",
+    "http://localhost:{p}/",
+    "http://2130706433:{p}/",
+    "http://0177.0.0.1:{p}/",
+    "http://0x7f.0.0.1:{p}/",
+    "http://127.1:{p}/",
+    "http://0.0.0.0:{p}/",
+    "http://0:{p}/",
+    "http://[::ffff:127.0.0.1]:{p}/",
+    "http://[::ffff:7f00:1]:{p}/",
+    "https://127.0.0.1:{p}/",
+]
+LOOPBACK_V6 = ["http://[::1]:{p}/", "http://[::]:{p}/", "http://[0:0:0:0:0:0:0:1]:{p}/"]
+# Never reachable here; refused before any connection is tried (an attempt would time out instead).
+PRIVATE = [
+    "http://10.0.0.1/",
+    "http://172.16.0.1/",
+    "http://192.168.1.1/",
+    "http://169.254.169.254/latest/meta-data/",
+    "http://100.64.0.1/",
+    "http://224.0.0.1/",
+    "http://239.255.255.250/",
+    "http://198.18.0.1/",
+    "http://[fd00::1]/",
+    "http://[fe80::1]/",
+    "http://[ff02::1]/",
+    "http://[::ffff:10.0.0.1]/",
+    "http://[::ffff:169.254.169.254]/",
+    "http://0251.0376.0251.0376/",  # 169.254.169.254 in octal
+    "http://2852039166/",  # 169.254.169.254 as one integer
+]
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def canaries() -> Iterator[tuple[Canary, Canary | None]]:
+    v4 = Canary()
+    v6 = Canary("::1", socket.AF_INET6) if _ipv6_loopback() else None
+    yield v4, v6
+    v4.close()
+    if v6 is not None:
+        v6.close()
+
+
+def _hostile_urls(canaries: tuple[Canary, Canary | None]) -> list[str]:
+    v4, v6 = canaries
+    urls = [u.format(p=v4.port) for u in LOOPBACK_V4] + PRIVATE
+    if v6 is not None:
+        urls += [u.format(p=v6.port) for u in LOOPBACK_V6]
+    return urls
+
+
+@pytest.fixture
+def strict(services: Services) -> Settings:
+    from db.settings import get_settings
+
+    return dataclasses.replace(get_settings(), webhook_allow_private=False, webhook_timeout_s=1.0)
+
+
+def _delivery(url: str) -> uuid.UUID:
+    from db.models import Job, WebhookDelivery
+    from db.session import session_scope
+
+    job_id = uuid.uuid4()
+    with session_scope() as s:
+        s.add(Job(id=job_id, tenant="acme", status="SUCCEEDED", input_key="x", sha256="0" * 64, size_bytes=1))
+        s.flush()
+        delivery = WebhookDelivery(job_id=job_id, event="job.succeeded", url=url, payload={"data": {}})
+        s.add(delivery)
+        s.flush()
+        return delivery.id
+
+
+def _row(delivery_id: uuid.UUID) -> Any:
+    from db.models import WebhookDelivery
+    from db.session import session_scope
+
+    with session_scope() as s:
+        return s.get(WebhookDelivery, delivery_id)
+
+
+def test_send_time_refuses_every_private_target_and_the_canary_sees_nothing(
+    strict: Settings, canaries: tuple[Canary, Canary | None]
+) -> None:
+    from workers import webhooks
+
+    refused = {}
+    for url in _hostile_urls(canaries):
+        delivery_id = _delivery(url)  # stored as if accepted earlier (allowed then, or DNS changed since)
+        assert webhooks.deliver(str(delivery_id), strict) == "failed", url
+        row = _row(delivery_id)
+        assert row.attempts == 1 and row.last_status is None
+        refused[url] = row.last_error
+    assert all(err.startswith("refused: ") for err in refused.values()), refused
+    assert canaries[0].connections == 0
+    assert canaries[1] is None or canaries[1].connections == 0
+
+
+def test_the_same_canary_is_reachable_when_private_targets_are_allowed(
+    strict: Settings, canaries: tuple[Canary, Canary | None]
+) -> None:
+    """The control: the refusals above are the guard's doing, not an unreachable canary."""
+    from workers import webhooks
+
+    delivery_id = _delivery(f"http://127.0.0.1:{canaries[0].port}/")
+    webhooks.deliver(str(delivery_id), dataclasses.replace(strict, webhook_allow_private=True))
+    assert canaries[0].connections == 1
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_to_a_private_target_is_not_followed(
+    strict: Settings, canaries: tuple[Canary, Canary | None], status: int
+) -> None:
+    from workers import webhooks
+
+    targets = [f"http://127.0.0.1:{canaries[0].port}/", "http://169.254.169.254/latest/meta-data/"]
+    for target in targets:
+        redirector = Receiver([Reply(status, {"Location": target})])
+        try:
+            delivery_id = _delivery(redirector.url)
+            # Private allowed only so the redirector itself (on loopback) can be reached at all.
+            assert webhooks.deliver(str(delivery_id), dataclasses.replace(strict, webhook_allow_private=True))
+            row = _row(delivery_id)
+            assert row.state == "pending" and row.last_status == status
+            assert len(redirector.received) == 1
+        finally:
+            redirector.close()
+    assert canaries[0].connections == 0
+
+
+def test_job_creation_refuses_every_private_target(
+    strict: Settings, keys: Keys, canaries: tuple[Canary, Canary | None]
+) -> None:
+    from sqlalchemy import func, select
+
+    from api.app import create_app
+    from db.models import Job
+    from db.session import session_scope
+
+    client = create_app(strict).test_client()
+    clip = shared_file(CLIP).read_bytes()
+    with session_scope() as s:
+        before = s.scalar(select(func.count()).select_from(Job))
+    codes = {}
+    for url in _hostile_urls(canaries):
+        response = client.post(
+            "/v1/jobs",
+            headers=bearer(keys.submitter),
+            data={"file": (io.BytesIO(clip), "clip.mp4"), "webhook_url": url},
+            content_type="multipart/form-data",
+        )
+        codes[url] = (response.status_code, (response.get_json() or {}).get("error", {}).get("code"))
+    assert all(code == (422, "INVALID_WEBHOOK_URL") for code in codes.values()), codes
+    with session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(Job)) == before, "no job was created"
+    assert canaries[0].connections == 0
+    assert canaries[1] is None or canaries[1].connections == 0
