@@ -6,6 +6,7 @@ the end of the run by ``pytest_terminal_summary``. ``python -m tests.faults.repo
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -61,6 +62,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
+def _slow_wanted(config: pytest.Config) -> bool:
+    return os.environ.get("VERITY_SLOW_TESTS") == "1" or "slow" in (config.getoption("markexpr", "") or "")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The slow fault-injection scenarios (minutes, real process kills) run only when asked for:
+    ``python -m tests.faults.report``, ``pytest -m slow`` or VERITY_SLOW_TESTS=1. The fast ones always run."""
+    if _slow_wanted(config):
+        return
+    skip = pytest.mark.skip(reason="slow fault injection: run `python -m tests.faults.report` or `pytest -m slow`")
+    for item in items:
+        if item.get_closest_marker("slow") and Path(str(item.path)).is_relative_to(Path(__file__).parent):
+            item.add_marker(skip)
+
+
 def format_table(rows: list[FaultRow]) -> str:
     header = ("scenario", "jobs", "completed", "lost", "duplicated", "result")
     body = [(r.scenario, str(r.jobs), str(r.completed), str(r.lost), str(r.duplicated), r.outcome) for r in rows]
@@ -71,10 +87,15 @@ def format_table(rows: list[FaultRow]) -> str:
     return "\n".join(lines + (["", "notes:", *notes] if notes else []))
 
 
+def _order(row: FaultRow) -> tuple[int, str]:
+    number = row.scenario.split(" ", 1)[0].rstrip("ab")
+    return (int(number) if number.isdigit() else 99, row.scenario)
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if ROWS:
         terminalreporter.section("fault injection")
-        terminalreporter.write_line(format_table(ROWS))
+        terminalreporter.write_line(format_table(sorted(ROWS, key=_order)))
 
 
 @pytest.fixture
