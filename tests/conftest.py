@@ -21,7 +21,11 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 TESTDATA = REPO.parent / "shared" / "testdata"
 PG_ADMIN_URL = os.environ.get("VERITY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("VERITY_TEST_REDIS", "redis://127.0.0.1:6379/9")
+# A Redis database per test session (by pid), so two runs on one machine never flush or consume each
+# other's queues; SCRATCH_REDIS_URL is a second one for tests that must fill queues by hand.
+_REDIS_DB = 1 + os.getpid() % 7
+REDIS_URL = os.environ.get("VERITY_TEST_REDIS", f"redis://127.0.0.1:6379/{_REDIS_DB}")
+SCRATCH_REDIS_URL = REDIS_URL.rsplit("/", 1)[0] + f"/{_REDIS_DB + 7}"
 
 
 def shared_file(relative: str) -> Path:

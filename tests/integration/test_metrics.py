@@ -22,7 +22,7 @@ from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 
-from tests.conftest import REDIS_URL, Keys, Services, bearer, shared_file
+from tests.conftest import SCRATCH_REDIS_URL, Keys, Services, bearer, shared_file
 
 CLIP = "videos/fake/sberswap_elon.mp4"  # small (the API checks the container on upload)
 
@@ -189,7 +189,7 @@ def test_queue_depth_from_redis_lists_and_filesystem_files(
     from db.settings import get_settings
 
     # A separate Redis database: the e2e worker may be consuming the real queues of this run.
-    url = REDIS_URL.rsplit("/", 1)[0] + "/10"
+    url = SCRATCH_REDIS_URL
     r = redis.Redis.from_url(url)
     r.flushdb()
     r.lpush("gpu", "a", "b", "c")
