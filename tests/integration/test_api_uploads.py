@@ -94,7 +94,7 @@ def client(services: Services) -> Iterator[FlaskClient]:
 
 # Runs in a fresh process so its peak RSS measures the API handling the uploads, nothing else of the suite.
 _PROBE_SCRIPT = """
-import io, json, resource, sys, time
+import io, json, sys, time
 from api.app import create_app
 client = create_app().test_client()
 out = {}
@@ -104,7 +104,9 @@ for name, path in json.loads(sys.argv[1]).items():
         response = client.post("/v1/jobs", data={"file": (f, "clip.mp4")}, content_type="multipart/form-data",
                                headers={"Authorization": "Bearer " + sys.argv[2]})
     out[name] = [response.status_code, response.json["error"], time.perf_counter() - started]
-out["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM belongs to this exec'd image; ru_maxrss would carry over the forking pytest process's peak.
+with open("/proc/self/status") as status:
+    out["max_rss_mb"] = next(int(l.split()[1]) for l in status if l.startswith("VmHWM:")) / 1024
 print(json.dumps(out))
 """
 
@@ -129,7 +131,7 @@ def test_declared_huge_or_corrupt_files_are_422_fast_in_bounded_memory_and_never
         status, error, elapsed = out[name]
         assert (status, error["code"]) == (422, code), (name, error)
         assert needle in error["message"], (name, error)
-        assert elapsed < 1.0, f"{name} took {elapsed:.2f} s"
+        assert elapsed < 5.0, f"{name} took {elapsed:.2f} s"  # the issue's bound; it takes milliseconds
     assert out["max_rss_mb"] < 512, out["max_rss_mb"]
 
     from sqlalchemy import func, select
