@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from celery import Task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import Reject, SoftTimeLimitExceeded
 
 from db.media.errors import MediaError
 from db.queue import DELIVER_WEBHOOK_TASK, DETECT_TASK, REAP_TASK, RELAY_WEBHOOKS_TASK, enqueue_webhook
@@ -170,7 +170,15 @@ def detect(self: Task, job_id: str) -> None:
         return
     lock = job_store.OwnerLock(jid)
     try:
-        taken = _take(jid, lock, settings)
+        try:
+            taken = _take(jid, lock, settings)
+        except Exception as exc:
+            if not job_store.is_transient(exc):
+                raise
+            # Acking now would leave the job QUEUED until the reaper's visibility-timeout resend; back in the
+            # queue it is tried again (after another VERITY_DB_RETRY_S of retries) once the database is back.
+            log.error("job %s: database unavailable, returning the message to the queue", job_id)
+            raise Reject(str(exc)[:200], requeue=True) from exc
         if taken.claim is None:
             log.info("job %s is not claimable: %s", job_id, taken.reason)
             _send_webhook(taken.delivery_id)

@@ -201,3 +201,34 @@ def test_a_save_whose_reply_was_lost_is_not_mistaken_for_being_fenced_off(
     assert outcome not in (False, None), "the retry found its own write"
     with session_scope() as s:
         assert len(s.scalars(select(Result).where(Result.job_id == job_id)).all()) == 1
+
+
+def test_a_claim_during_a_database_outage_goes_back_to_the_queue(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Acking would strand the job QUEUED until the visibility-timeout resend; the message is requeued instead."""
+    from celery.exceptions import Reject
+
+    from workers import job_store, tasks
+
+    def down(*_: Any, **__: Any) -> Any:
+        raise OperationalError("UPDATE jobs", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(job_store, "take", down)
+    with pytest.raises(Reject) as caught:
+        tasks.detect(str(_job()))
+    assert caught.value.requeue is True
+
+
+def test_the_server_drops_a_vanished_clients_locks_within_a_minute(services: Services) -> None:
+    """A lost machine sends no FIN; TCP keepalives set per connection bound how long its locks linger."""
+    from sqlalchemy import text
+
+    from db.session import get_engine
+
+    with get_engine().connect() as conn:
+        idle, interval, count = (
+            int(conn.execute(text(f"SHOW tcp_keepalives_{name}")).scalar() or 0)
+            for name in ("idle", "interval", "count")
+        )
+    assert 0 < idle + interval * count <= 60
