@@ -68,9 +68,7 @@ class S3Store:
             "s3",
             endpoint_url=endpoint_url,
             region_name=region,
-            config=Config(
-                connect_timeout=3, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"}
-            ),
+            config=Config(connect_timeout=3, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"}),
         )
 
     def put_stream(self, key: str, stream: IO[bytes], content_type: str | None = None) -> None:

@@ -126,12 +126,8 @@ def upgrade() -> None:
         sa.Column("note", sa.Text(), nullable=True),
         sa.Column("is_current", sa.Boolean(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["api_key_id"], ["api_keys.id"], name=op.f("fk_feedback_api_key_id_api_keys")
-        ),
-        sa.ForeignKeyConstraint(
-            ["job_id"], ["jobs.id"], name=op.f("fk_feedback_job_id_jobs"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["api_key_id"], ["api_keys.id"], name=op.f("fk_feedback_api_key_id_api_keys")),
+        sa.ForeignKeyConstraint(["job_id"], ["jobs.id"], name=op.f("fk_feedback_job_id_jobs"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_feedback")),
     )
     op.create_index(op.f("ix_feedback_job_id"), "feedback", ["job_id"], unique=False)
@@ -158,14 +154,10 @@ def upgrade() -> None:
         sa.Column("face_prob", sa.Float(), nullable=False),
         sa.Column("model", sa.String(length=64), nullable=False),
         sa.Column("score", sa.Float(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["job_id"], ["jobs.id"], name=op.f("fk_frame_scores_job_id_jobs"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["job_id"], ["jobs.id"], name=op.f("fk_frame_scores_job_id_jobs"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_frame_scores")),
     )
-    op.create_index(
-        "ix_frame_scores_job_model", "frame_scores", ["job_id", "model", "frame_index"], unique=False
-    )
+    op.create_index("ix_frame_scores_job_model", "frame_scores", ["job_id", "model", "frame_index"], unique=False)
     op.create_table(
         "results",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -208,9 +200,7 @@ def upgrade() -> None:
         sa.Column("test_pack", sa.Boolean(), nullable=False),
         sa.Column("calibration_version", sa.String(length=64), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["job_id"], ["jobs.id"], name=op.f("fk_results_job_id_jobs"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["job_id"], ["jobs.id"], name=op.f("fk_results_job_id_jobs"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_results")),
         sa.UniqueConstraint("job_id", name=op.f("uq_results_job_id")),
     )
@@ -238,9 +228,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_deliveries")),
         sa.UniqueConstraint("job_id", "event", name="uq_webhook_deliveries_job_event"),
     )
-    op.create_index(
-        "ix_webhook_deliveries_due", "webhook_deliveries", ["state", "next_attempt_at"], unique=False
-    )
+    op.create_index("ix_webhook_deliveries_due", "webhook_deliveries", ["state", "next_attempt_at"], unique=False)
 
 
 def downgrade() -> None:
