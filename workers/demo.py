@@ -78,11 +78,18 @@ def _bin(name: str) -> str:
     return str(candidate) if candidate.exists() else name
 
 
-def start_services(port: int, log_dir: Path) -> list[subprocess.Popen[bytes]]:
+def start_services(
+    port: int, log_dir: Path, env: dict[str, str] | None = None, worker_args: tuple[str, ...] = ("--pool", "solo")
+) -> list[subprocess.Popen[bytes]]:
+    """gunicorn (2 workers) and one Celery worker on both queues with embedded beat; logs under log_dir.
+
+    The demo runs the worker solo (no fork, fastest start); the tests pass ("-c", "1") for the production
+    prefork pool."""
     log_dir.mkdir(parents=True, exist_ok=True)
     api = subprocess.Popen(
         [_bin("gunicorn"), "-b", f"127.0.0.1:{port}", "-w", "2", "--timeout", "120", "api.app:create_app()"],
         cwd=REPO_ROOT,
+        env=env,
         stdout=(log_dir / "api.log").open("ab"),
         stderr=subprocess.STDOUT,
     )
@@ -95,14 +102,14 @@ def start_services(port: int, log_dir: Path) -> list[subprocess.Popen[bytes]]:
             "-Q",
             "gpu,io",
             "-B",
-            "--pool",
-            "solo",
+            *worker_args,
             "--loglevel",
             "INFO",
             "-n",
-            f"demo-{os.getpid()}@%h",
+            f"verity-{os.getpid()}@%h",
         ],
         cwd=REPO_ROOT,
+        env=env,
         stdout=(log_dir / "worker.log").open("ab"),
         stderr=subprocess.STDOUT,
     )

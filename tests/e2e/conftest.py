@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,8 +14,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import REPO, Keys, Services, bearer, free_port
-from workers.demo import WebhookReceiver
+from tests.conftest import Keys, Services, bearer, free_port
+from workers.demo import WebhookReceiver, start_services, stop_services, wait_ready
 
 JOB_TIMEOUT_S = 600
 
@@ -30,64 +28,22 @@ class Stack:
     logs: Path
 
 
-def _bin(name: str) -> str:
-    return str(Path(sys.executable).parent / name)
-
-
 @pytest.fixture(scope="session")
 def stack(services: Services, keys: Keys, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     logs = tmp_path_factory.mktemp("e2e-logs")
     env = {**os.environ, **services.env, "PYTHONUNBUFFERED": "1"}
     port = free_port()
-    api = subprocess.Popen(
-        [_bin("gunicorn"), "-b", f"127.0.0.1:{port}", "-w", "2", "api.app:create_app()"],
-        cwd=REPO,
-        env=env,
-        stdout=(logs / "api.log").open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    worker = subprocess.Popen(
-        [
-            _bin("celery"),
-            "-A",
-            "workers.celery_app",
-            "worker",
-            "-Q",
-            "gpu,io",
-            "-c",
-            "1",
-            "-B",
-            "--loglevel",
-            "INFO",
-            "-n",
-            f"e2e-{os.getpid()}@%h",
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=(logs / "worker.log").open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+    procs = start_services(port, logs, env=env, worker_args=("-c", "1"))
     receiver = WebhookReceiver()
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, (logs / "api.log").read_text()[-3000:]
-            time.sleep(0.3)
+        try:
+            wait_ready(base, procs)
+        except RuntimeError as exc:
+            raise AssertionError(f"{exc}\n{(logs / 'api.log').read_text()[-3000:]}") from exc
         yield Stack(base, receiver, services.env["VERITY_WEBHOOK_SECRET"], logs)
     finally:
-        for proc in (api, worker):
-            proc.terminate()
-        for proc in (api, worker):
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_services(procs)
         receiver.close()
         print("worker log tail:\n" + (logs / "worker.log").read_text()[-4000:])
 
