@@ -39,7 +39,9 @@ class PipelineConfig:
     rate_fps: float = 2.0
     window: int = 27
     face_batch_size: int = 16
-    face_downscale: float = 1.0
+    face_downscale: float = 1.0  # < 1: this factor for every video, faces down to the detector's minimum kept
+    # Otherwise frames whose short side is longer are detected at this size; None: always at full size.
+    face_short_side: int | None = 720
     min_face_frames: int = 3
     limits: Limits = field(default_factory=Limits)
 
@@ -52,6 +54,15 @@ class PipelineOutput:
     frame_rows: list[dict[str, Any]]
     frames: list[Frame]
     faces: list[list[Face]]
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A video probed, sampled and decoded: the front of the pipeline, see :func:`decode_video`."""
+
+    info: VideoInfo
+    frames: list[Frame]
+    timings: dict[str, float]  # "probe" and "decode" seconds
 
 
 @dataclass
@@ -105,6 +116,42 @@ def sample_indices(info: VideoInfo, config: PipelineConfig) -> list[int]:
     raise ValueError(f"unknown sampling strategy {config.sampling!r}; use one of {SAMPLING_STRATEGIES}")
 
 
+def face_detection_plan(height: int, width: int, min_face_size: int, config: PipelineConfig) -> tuple[float, float]:
+    """(downscale, smallest face looked for in full-frame px) for MTCNN on frames of this size.
+
+    A frame whose short side is over ``config.face_short_side`` is detected at that size, with the detector's
+    minimum face size *there*: at 720 a 1080p frame is searched for faces of 60 px and up instead of 40, for
+    about half of MTCNN's CPU time (workers.bench measures it and the verdicts it changes). An explicit
+    ``face_downscale`` < 1 overrides this and keeps the minimum in full-frame pixels.
+    """
+    if config.face_downscale < 1:
+        return config.face_downscale, float(min_face_size)
+    short = min(height, width)
+    if not config.face_short_side or short <= config.face_short_side:
+        return 1.0, float(min_face_size)
+    scale = config.face_short_side / short
+    return scale, min_face_size / scale
+
+
+def decode_video(path: Path, config: PipelineConfig, progress: Progress = _noop) -> Decoded:
+    """Probe, check the limits, sample and decode.
+
+    The prefetch hook: this part needs no model, and PyAV decodes with the GIL released, so a caller can run
+    it for the next video in a thread while the current one is in inference, then pass the result to
+    :func:`run_pipeline` as ``decoded`` (workers.bench measures what that overlap gains).
+    """
+    start = time.perf_counter()
+    progress("probing", 0.05)
+    info = probe_video(path)
+    check_limits(info, config.limits)
+    indices = sample_indices(info, config)
+    probed = time.perf_counter()
+    progress("decoding", 0.1)
+    frames = read_frames(path, indices)
+    timings = {"probe": round(probed - start, 4), "decode": round(time.perf_counter() - probed, 4)}
+    return Decoded(info, frames, timings)
+
+
 def run_pipeline(
     path: Path,
     detector: FaceDetector,
@@ -114,11 +161,16 @@ def run_pipeline(
     fusion: FusionSpec | None = None,
     known_label: str | None = None,
     progress: Progress = _noop,
+    decoded: Decoded | None = None,
 ) -> PipelineOutput:
     """``calibration`` and ``fusion`` come from the active calibration version; None means identity
-    calibration and the pack's own fusion method and thresholds."""
+    calibration and the pack's own fusion method and thresholds. ``decoded``: this video already decoded
+    by :func:`decode_video` (prefetched); None decodes it here."""
     fusion = fusion or pack_fusion_spec(pack)
-    timings: dict[str, float] = {}
+    if decoded is None:
+        decoded = decode_video(path, config, progress)
+    info, frames = decoded.info, decoded.frames
+    timings: dict[str, float] = dict(decoded.timings)
     clock = time.perf_counter()
 
     def lap(stage: str) -> None:
@@ -127,20 +179,14 @@ def run_pipeline(
         timings[stage] = round(now - clock, 4)
         clock = now
 
-    progress("probing", 0.05)
-    info = probe_video(path)
-    check_limits(info, config.limits)
-    indices = sample_indices(info, config)
-    lap("probe")
-
-    progress("decoding", 0.1)
-    frames = read_frames(path, indices)
-    lap("decode")
-
     progress("detecting_faces", 0.3)
+    # The decoded size, not the container's: a display rotation swaps width and height.
+    height, width = frames[0].image.shape[:2] if frames else (info.height, info.width)
+    downscale, min_face_px = face_detection_plan(height, width, detector.min_face_size, config)
     faces = detector.detect(
-        [f.image for f in frames], batch_size=config.face_batch_size, downscale=config.face_downscale
+        [f.image for f in frames], batch_size=config.face_batch_size, downscale=downscale, min_face_px=min_face_px
     )
+    detection = {"downscale": round(downscale, 4), "min_face_px": round(min_face_px, 1)}
     lap("faces")
 
     pack_info = {
@@ -165,7 +211,7 @@ def run_pipeline(
             "t_low": fusion.t_low,
             "t_high": fusion.t_high,
             "per_model": {},
-            "tracks": {"frames_with_face": frames_with_face, "tracks": []},
+            "tracks": {"frames_with_face": frames_with_face, "detection": detection, "tracks": []},
             "overrides": {"applied": []},
             "faces_found": sum(len(f) for f in faces),
             "timings": timings,
@@ -249,6 +295,7 @@ def run_pipeline(
         "per_model": video_score["per_model"],
         "tracks": {
             "frames_with_face": frames_with_face,
+            "detection": detection,
             "worst_track": video_score.get("worst_track"),
             "tracks": tracks,
         },
