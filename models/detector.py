@@ -69,6 +69,10 @@ class TorchDetector:
         self.batch_size = batch_size
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
+        if self.device.type == "cuda":
+            # cuDNN's tensor-core convolutions are NHWC; the crops already arrive NHWC, so the permuted batch is
+            # channels_last too. Not on CPU: measured no gain there (xception, efficientnet_b4, f3net, MesoNet).
+            self.model = self.model.to(memory_format=torch.channels_last)
         self._mean = torch.tensor(normalisation.mean, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(normalisation.std, device=self.device).view(1, 3, 1, 1)
 
