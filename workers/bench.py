@@ -574,6 +574,7 @@ def _machine(device: str) -> dict[str, Any]:
         "cpus_usable": len(os.sched_getaffinity(0)),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset (spinning)"),
         "device": device,
         "load_avg": os.getloadavg(),
     }
@@ -611,7 +612,8 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> dict[str, A
     print(command, file=out)
     print(
         f"{len(clips)} clips, {args.frames} frames, {args.repeat} repeat(s), device {device}, "
-        f"{torch.get_num_threads()} torch threads, pack {pack.manifest.name} ({len(pack.members)} detectors), "
+        f"{torch.get_num_threads()} torch threads, OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'unset')}, "
+        f"pack {pack.manifest.name} ({len(pack.members)} detectors), "
         f"faces: {config.face_batch_size} frames per call, downscale {config.face_downscale}, short side "
         f"{config.face_short_side or 'full'}; {batch} crops per detector call; storage {'on' if storage else 'off'}",
         file=out,
