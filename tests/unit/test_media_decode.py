@@ -11,7 +11,7 @@ import pytest
 
 from db.media.errors import MediaError
 from db.media.probe import probe_video
-from workers.media.decode import read_frames
+from workers.media.decode import _presentation_ranks, _skipping, read_frames
 
 TESTDATA = Path(__file__).resolve().parents[2].parent / "shared" / "testdata"
 VIDEOS = TESTDATA / "videos"
@@ -109,3 +109,31 @@ def test_display_rotation_is_applied_as_players_do(tmp_path: Path) -> None:
     # OpenCV applies the display matrix the way players do.
     np.testing.assert_array_equal(frame.image, seek_frame(path, 0))
     assert np.abs(frame.image.astype(int) - np.rot90(image)).mean() < 1
+
+
+def sequential_frames(path: Path) -> list[np.ndarray]:
+    """Every frame, decoded one after another with nothing skipped: the reference for the skipping decoder."""
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(container.streams.video[0])]
+
+
+@pytest.mark.parametrize("clip", ["fake/ffpp_deepfakes_003_000.mp4", "real/sberswap_orig_webp.mp4"])
+def test_skipping_unreferenced_frames_changes_no_pixel(clip: str) -> None:
+    path = VIDEOS / clip  # H.264 with B-frames; MPEG-4 Part 2
+    reference = sequential_frames(path)
+    indices = [*range(0, len(reference), 7), len(reference) - 1]
+    frames = read_frames(path, indices)
+    assert [f.index for f in frames] == sorted(set(indices))
+    for frame in frames:
+        np.testing.assert_array_equal(frame.image, reference[frame.index])
+
+
+def test_unwanted_unreferenced_frames_are_not_decoded() -> None:
+    path = VIDEOS / "fake/ffpp_deepfakes_003_000.mp4"
+    ranks = _presentation_ranks(path)
+    assert ranks is not None and sorted(ranks.values()) == list(range(probe_video(path).frame_count))
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        produced = [index for index, _ in _skipping(container, stream, ranks, {10, 150})]
+    assert {10, 150} <= set(produced)
+    assert len(produced) < 0.75 * len(ranks)  # the B-frames nothing references were skipped

