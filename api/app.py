@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+
 from flask import Flask
 
-from api import calibrations, deliveries, feedback, health, jobs, metrics, openapi, ratelimit, review
+from api import auth, calibrations, deliveries, feedback, health, jobs, metrics, openapi, ratelimit, review
 from api.errors import register_error_handlers
 from api.uploads import UploadRequest
 from db.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
 
 # Room for the multipart envelope and form fields around the video itself.
 MULTIPART_OVERHEAD = 1024 * 1024
@@ -22,6 +27,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + MULTIPART_OVERHEAD
     app.json.sort_keys = False  # type: ignore[attr-defined]
     register_error_handlers(app)
+    auth.init_app(app, settings)
     ratelimit.init_app(app, settings)
     app.register_blueprint(health.bp)
     app.register_blueprint(jobs.bp)
@@ -33,3 +39,30 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(openapi.bp)
     metrics.init_app(app)  # JSON logs (VERITY_LOG_FORMAT), request id + job id on every log line
     return app
+
+
+def warm_up(app: Flask) -> None:
+    """Build this process's long-lived clients before it takes requests (gunicorn's post_worker_init hook in
+    api/gunicorn_conf.py): the object-store client, the Celery app and its AMQP machinery, a database and a
+    Redis connection. Otherwise the first upload in each worker pays for importing boto3 and half of Celery —
+    seconds on a busy host. Best effort: a service that is down now is only logged, the requests report it."""
+    from db.queue import get_celery
+    from db.session import get_engine
+    from db.storage import get_store
+
+    def limiter() -> None:
+        client = getattr(app.extensions["verity_rate_limiter"].counter, "client", None)
+        if client is not None:  # Redis (embedded mode counts in memory)
+            client.ping()
+
+    steps: dict[str, Callable[[], object]] = {
+        "object store": get_store,
+        "celery": lambda: (get_celery().amqp, get_celery().producer_pool),
+        "database": lambda: get_engine().connect().close(),
+        "rate limiter": limiter,
+    }
+    for name, step in steps.items():
+        try:
+            step()
+        except Exception as exc:
+            log.warning("warm-up of the %s failed (requests will retry): %s", name, exc)

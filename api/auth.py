@@ -1,6 +1,10 @@
 """Bearer API keys with roles; every handler gets the caller's key and tenant through ``g``.
 
 Order per request: authenticate (401), then the per-key rate limit (429), then the role (403).
+
+A key that authenticated is remembered by the process for ``VERITY_API_KEY_CACHE_S`` (default 5 s; see
+``db.apikeys.KeyCache``), so a client polling a job does not cost a database lookup per request; a revoked key
+stops working in every process within that time.
 """
 
 from __future__ import annotations
@@ -9,13 +13,14 @@ from collections.abc import Callable
 from functools import wraps
 from typing import ParamSpec, TypeVar
 
-from flask import g, request
+from flask import Flask, current_app, g, request
 
 from api import ratelimit
 from api.errors import ApiError
-from db.apikeys import authenticate
-from db.models import ApiKey, Role
-from db.session import session_scope
+from db.apikeys import KeyCache, Principal, authenticate
+from db.models import Role
+from db.session import read_scope
+from db.settings import Settings
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -35,6 +40,22 @@ def _presented_key() -> str | None:
     return request.headers.get("X-API-Key")
 
 
+def init_app(app: Flask, settings: Settings) -> None:
+    app.extensions["verity_key_cache"] = KeyCache(settings.api_key_cache_s)
+
+
+def _principal(plaintext: str) -> Principal | None:
+    cache: KeyCache = current_app.extensions["verity_key_cache"]
+    if (principal := cache.get(plaintext)) is not None:
+        return principal
+    with read_scope() as session:
+        key = authenticate(session, plaintext)
+        principal = Principal.of(key) if key is not None else None
+    if principal is not None:
+        cache.put(plaintext, principal)
+    return principal
+
+
 def require_role(role: Role) -> Callable[[Callable[P, R]], Callable[P, R]]:
     def decorator(view: Callable[P, R]) -> Callable[P, R]:
         @wraps(view)
@@ -42,8 +63,7 @@ def require_role(role: Role) -> Callable[[Callable[P, R]], Callable[P, R]]:
             plaintext = _presented_key()
             if not plaintext:
                 raise ApiError(401, "UNAUTHENTICATED", "an API key is required (Authorization: Bearer <key>)")
-            with session_scope() as session:
-                key = authenticate(session, plaintext)
+            key = _principal(plaintext)
             if key is None:
                 raise ApiError(401, "UNAUTHENTICATED", "the API key is invalid or revoked")
             ratelimit.enforce(key.prefix)  # random per key: unique across databases sharing one Redis
@@ -58,6 +78,6 @@ def require_role(role: Role) -> Callable[[Callable[P, R]], Callable[P, R]]:
     return decorator
 
 
-def current_key() -> ApiKey:
-    key: ApiKey = g.api_key
+def current_key() -> Principal:
+    key: Principal = g.api_key
     return key

@@ -23,7 +23,7 @@ from api.uploads import check_media, display_filename, inspect_upload
 from db.models import Job, JobStatus, Result, Role
 from db.netguard import UnsafeUrlError, vet_url
 from db.queue import enqueue_detect
-from db.session import session_scope
+from db.session import read_scope, session_scope
 from db.settings import Settings
 from db.storage import StorageError, get_store
 
@@ -171,7 +171,7 @@ def create_job() -> Response:
 @spec.validate(resp=responses({200: JobView}, 404), tags=["jobs"])
 def get_job(job_id: str) -> Response:
     """A job of the caller's tenant: status, stage and progress. Role: submitter."""
-    with session_scope() as session:
+    with read_scope() as session:
         return jsonify(job_view(_tenant_job(session, job_id)))
 
 
@@ -202,7 +202,7 @@ def list_jobs() -> Response:
         created, last_id = _decode_cursor(args.cursor)
         query = query.where(or_(Job.created_at < created, and_(Job.created_at == created, Job.id < last_id)))
     query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
-    with session_scope() as session:
+    with read_scope() as session:
         jobs = list(session.scalars(query))
     page, more = jobs[:limit], len(jobs) > limit
     return jsonify({"jobs": [job_view(j) for j in page], "next_cursor": _encode_cursor(page[-1]) if more else None})

@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -56,6 +59,71 @@ def authenticate(session: Session, plaintext: str) -> ApiKey | None:
     if not hmac.compare_digest(record.secret_sha256, _hash(secret)):
         return None
     return record
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who an authenticated request acts for: the key's columns a handler may read, detached from any session."""
+
+    id: int
+    name: str
+    tenant: str
+    role: str
+    prefix: str
+
+    @classmethod
+    def of(cls, key: ApiKey) -> Principal:
+        return cls(id=key.id, name=key.name, tenant=key.tenant, role=key.role, prefix=key.prefix)
+
+
+class KeyCache:
+    """Per-process memory of keys that authenticated recently: SHA-256(presented key) -> Principal, for
+    ``ttl_s`` seconds. A hit skips the database lookup; only successful lookups are kept, so a new key works at
+    once and a wrong one is looked up every time. Revoking a key (``verity-keys revoke``, another process)
+    reaches every API process within ``ttl_s``: that is the bound on how long a revoked key keeps working.
+    ``ttl_s`` 0 turns the cache off. Thread-safe (gthread workers)."""
+
+    def __init__(self, ttl_s: float, max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self.clock = clock
+        self._entries: dict[bytes, tuple[float, Principal]] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _digest(plaintext: str) -> bytes:
+        return hashlib.sha256(plaintext.encode()).digest()
+
+    def get(self, plaintext: str) -> Principal | None:
+        if self.ttl_s <= 0:
+            return None
+        digest = self._digest(plaintext)
+        with self._lock:
+            entry = self._entries.get(digest)
+            if entry is None:
+                return None
+            if self.clock() >= entry[0]:
+                del self._entries[digest]
+                return None
+            return entry[1]
+
+    def put(self, plaintext: str, principal: Principal) -> None:
+        if self.ttl_s <= 0:
+            return
+        now = self.clock()
+        with self._lock:
+            if len(self._entries) >= self.max_entries:
+                self._entries = {d: e for d, e in self._entries.items() if e[0] > now}
+                if len(self._entries) >= self.max_entries:
+                    self._entries.clear()
+            self._entries[self._digest(plaintext)] = (now + self.ttl_s, principal)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 def revoke_key(session: Session, prefix: str) -> bool:

@@ -62,6 +62,7 @@ def _env_bool(name: str, default: bool) -> bool:
 
 
 DEFAULT_WEBHOOK_BACKOFF_S: tuple[float, ...] = (5, 30, 120, 600, 1800, 7200)
+MAX_API_KEY_CACHE_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,9 @@ class Settings:
     heartbeat_interval_s: float = 30.0
     # How long a worker keeps retrying a database call through an outage before giving the job back.
     db_retry_s: float = 120.0
+    # How long an API process trusts an API key it has already checked before looking it up again; a revoked
+    # key keeps working at most this long in a process that saw it (0: look every key up on every request).
+    api_key_cache_s: float = 5.0
 
     @property
     def embedded_broker(self) -> bool:
@@ -138,6 +142,11 @@ class Settings:
             raise SettingsError("VERITY_MAX_UPLOAD_BYTES must be positive")
         if self.rate_limit_per_min < 0:
             raise SettingsError("VERITY_RATE_LIMIT_PER_MIN must not be negative (0 disables the limit)")
+        if not 0 <= self.api_key_cache_s <= MAX_API_KEY_CACHE_S:
+            raise SettingsError(
+                f"VERITY_API_KEY_CACHE_S must be between 0 and {MAX_API_KEY_CACHE_S:g} (it bounds how long a revoked "
+                f"key keeps working), got {self.api_key_cache_s:g}"
+            )
 
 
 def _default_webhook_secret(home: Path) -> str:
@@ -195,6 +204,7 @@ def load_settings() -> Settings:
         enqueue_grace_s=_env_float("VERITY_ENQUEUE_GRACE_S", 30.0),
         heartbeat_interval_s=_env_float("VERITY_HEARTBEAT_INTERVAL_S", max(0.5, min(30.0, lease_s / 6))),
         db_retry_s=_env_float("VERITY_DB_RETRY_S", 120.0),
+        api_key_cache_s=_env_float("VERITY_API_KEY_CACHE_S", 5.0),
     )
     settings.validate()
     return settings

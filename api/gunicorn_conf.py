@@ -1,0 +1,37 @@
+"""gunicorn settings for the API: ``gunicorn -c api/gunicorn_conf.py 'api.app:create_app()'``.
+
+Options given on the command line override these (``-b``, ``-w``, ``--threads``, ...), and so do gunicorn's own
+environment variables (``WEB_CONCURRENCY`` for the worker count, ``GUNICORN_CMD_ARGS``).
+
+Why these values (measured with ``python -m workers.bench_api``):
+
+* ``gthread`` workers keep HTTP connections alive between requests. The default ``sync`` worker closes the
+  connection after every response, so a client polling a job's status pays a TCP handshake each time and
+  the worker's accept/close work per request. An idle kept-alive connection waits in the worker's poller, not
+  on a thread.
+* Each worker builds its clients (object store, Celery, database and Redis connections) before it takes
+  requests (``post_worker_init``), so no client's first request pays for imports and client creation.
+* One process per CPU: the work per request is mostly Python (Flask, SQLAlchemy, JSON), so more processes
+  than CPUs only add context switches and memory. A few threads per process overlap the database, Redis and
+  object-store round trips of concurrent requests without many more processes.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+bind = os.environ.get("VERITY_API_BIND", "0.0.0.0:8000")
+_cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+workers = int(os.environ.get("WEB_CONCURRENCY") or _cpus)
+worker_class = "gthread"
+threads = int(os.environ.get("VERITY_API_THREADS") or 4)
+# Seconds an idle client connection stays open between requests.
+keepalive = 5
+timeout = 120
+
+
+def post_worker_init(worker: Any) -> None:
+    from api.app import warm_up
+
+    warm_up(worker.wsgi)
