@@ -87,7 +87,11 @@ def start_services(
     prefork pool."""
     log_dir.mkdir(parents=True, exist_ok=True)
     api = subprocess.Popen(
-        [_bin("gunicorn"), "-b", f"127.0.0.1:{port}", "-w", "2", "--timeout", "120", "api.app:create_app()"],
+        [
+            _bin("gunicorn"),
+            *("-c", str(REPO_ROOT / "api" / "gunicorn_conf.py")),
+            *("-b", f"127.0.0.1:{port}", "-w", "2", "api.app:create_app()"),
+        ],
         cwd=REPO_ROOT,
         env=env,
         stdout=(log_dir / "api.log").open("ab"),

@@ -28,3 +28,27 @@ def test_unreachable_database_is_503_not_500(services: Services, keys: Keys, mon
     finally:
         monkeypatch.undo()
         reset_caches()
+
+
+def test_worker_warm_up_builds_the_clients_and_never_fails_the_worker(
+    services: Services, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """gunicorn's post_worker_init (api/gunicorn_conf.py) runs api.app.warm_up: with every service up it builds
+    the per-process clients; with the database down it only logs."""
+    from api.app import create_app, warm_up
+    from db.queue import get_celery
+    from db.storage import get_store
+
+    reset_caches()
+    warm_up(create_app())
+    assert get_store.cache_info().currsize == 1 and get_celery.cache_info().currsize == 1
+    assert "warm-up" not in capsys.readouterr().err  # create_app's logging writes JSON lines to stderr
+
+    monkeypatch.setitem(os.environ, "DATABASE_URL", f"postgresql://postgres@127.0.0.1:{free_port()}/verity")
+    reset_caches()
+    try:
+        warm_up(create_app())  # must not raise: the worker still starts and answers 503 until the database is back
+        assert "warm-up of the database failed" in capsys.readouterr().err
+    finally:
+        monkeypatch.undo()
+        reset_caches()

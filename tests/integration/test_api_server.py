@@ -1,14 +1,17 @@
-"""The API under gunicorn with two workers against real Redis: the per-key rate limit is shared by both
-workers (request N+1 is 429 with Retry-After), and a chunked body over the cap is refused with 413 while it
-is still being sent."""
+"""The API under gunicorn with the shipped configuration (api/gunicorn_conf.py: gthread, keep-alive) and two
+workers against real Redis: the per-key rate limit is shared by both workers (request N+1 is 429 with
+Retry-After), a chunked body over the cap is refused with 413 while it is still being sent, connections are
+kept alive, and a revoked key stops working in every worker once the key cache's TTL has passed."""
 
 from __future__ import annotations
 
+import http.client
 import os
 import select
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,6 +23,7 @@ import requests
 from tests.conftest import REPO, Services, _wait_port, bearer, free_port
 
 LIMIT = 10
+KEY_CACHE_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -31,10 +35,16 @@ class Server:
 @pytest.fixture(scope="module")
 def server(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     port = free_port()
-    env = {**os.environ, **services.env, "VERITY_RATE_LIMIT_PER_MIN": str(LIMIT), "VERITY_MAX_UPLOAD_BYTES": "1024"}
+    env = {
+        **os.environ,
+        **services.env,
+        "VERITY_RATE_LIMIT_PER_MIN": str(LIMIT),
+        "VERITY_MAX_UPLOAD_BYTES": "1024",
+        "VERITY_API_KEY_CACHE_S": str(KEY_CACHE_S),
+    }
     proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}",
-         "api.app:create_app()"],
+        [str(Path(sys.executable).parent / "gunicorn"), "-c", str(REPO / "api" / "gunicorn_conf.py"),
+         "-w", "2", "-b", f"127.0.0.1:{port}", "api.app:create_app()"],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
@@ -96,3 +106,36 @@ def test_chunked_body_over_the_cap_is_413_before_it_is_all_sent(server: Server) 
             answer += data
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert sent < 64 << 20, f"the server read {sent >> 20} MiB before refusing"
+
+
+def test_connections_are_kept_alive(server: Server) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        conn.connect()
+        sock = conn.sock
+        for _ in range(3):
+            conn.request("GET", "/healthz")
+            response = conn.getresponse()
+            assert response.status == 200 and response.read()
+            assert (response.getheader("Connection") or "").lower() != "close"
+        assert conn.sock is sock  # three requests over one TCP connection (the sync worker closes each time)
+    finally:
+        conn.close()
+
+
+def test_a_revoked_key_stops_working_in_every_worker(server: Server) -> None:
+    from db.apikeys import revoke_key
+    from db.session import session_scope
+
+    key = fresh_key("revoked-later")
+    url = f"{server.base}/v1/jobs?limit=1"
+    # Separate connections, concurrently: both workers authenticate (and remember) the key.
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        before = list(pool.map(lambda _: requests.get(url, headers=bearer(key), timeout=30).status_code, range(8)))
+    assert before == [200] * 8
+    with session_scope() as s:
+        revoke_key(s, key.split("_")[1])
+    time.sleep(KEY_CACHE_S + 0.2)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        after = list(pool.map(lambda _: requests.get(url, headers=bearer(key), timeout=30).status_code, range(8)))
+    assert after == [401] * 8

@@ -3,6 +3,7 @@ typed errors, streamed uploads, pagination, waiting with progress, and retries a
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import subprocess
@@ -46,11 +47,17 @@ class Tenant:
     moderator: str
 
 
+# The live server remembers a checked API key this long (VERITY_API_KEY_CACHE_S): a revoked key is refused after it.
+LIVE_API_KEY_CACHE_S = 0.2
+
+
 @pytest.fixture(scope="module")
 def live_api(services: Services) -> Iterator[str]:
     from api.app import create_app
+    from db.settings import get_settings
 
-    server = make_server("127.0.0.1", free_port(), create_app(), threaded=True)
+    app = create_app(dataclasses.replace(get_settings(), api_key_cache_s=LIVE_API_KEY_CACHE_S))
+    server = make_server("127.0.0.1", free_port(), app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -12,7 +13,14 @@ import pytest
 
 from client.cli import main
 from tests.conftest import REPO, Services, free_port
-from tests.integration.test_client_api import MP4_HEAD, Tenant, live_api, make_job, tenant
+from tests.integration.test_client_api import (
+    LIVE_API_KEY_CACHE_S,
+    MP4_HEAD,
+    Tenant,
+    live_api,
+    make_job,
+    tenant,
+)
 
 __all__ = ["live_api", "tenant"]  # module-scoped fixtures shared with test_client_api
 
@@ -127,6 +135,7 @@ def test_keys_go_to_the_database(services: Services, live_api: str, capsys: pyte
     assert code == 0 and issued["prefix"] in out
     code, out, _ = run(capsys, "keys", "revoke", issued["prefix"])
     assert code == 0 and "revoked" in out
+    time.sleep(LIVE_API_KEY_CACHE_S + 0.1)  # the API trusts a key it checked for that long
     code, _, _ = run(capsys, "--url", live_api, "jobs", "--api-key", issued["key"])
     assert code == 3
     code, _, err = run(capsys, "keys", "revoke", "000000000000")
