@@ -14,6 +14,11 @@ Why these values (measured with ``python -m workers.bench_api``):
 * One process per CPU: the work per request is mostly Python (Flask, SQLAlchemy, JSON), so more processes
   than CPUs only add context switches and memory. A few threads per process overlap the database, Redis and
   object-store round trips of concurrent requests without many more processes.
+
+Known limit (seen with ``python -m workers.bench_api``, which reports CPU per worker): a kept-alive connection
+stays with the worker that accepted it, and when a client opens a fixed set of connections at once (a load
+generator, a proxy's upstream pool) one worker often accepts all of them, capping throughput near one CPU.
+Many independent clients, or connections that close now and then, spread out across the workers.
 """
 
 from __future__ import annotations

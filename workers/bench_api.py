@@ -113,8 +113,9 @@ def _own_cpu_s() -> float:
 
 @dataclass
 class CpuMeter:
-    """CPU seconds over one phase: the gunicorn workers, the Postgres backends serving them, Redis, the load
-    generator, and the whole host (whatever else runs on it shows as ``other``)."""
+    """CPU seconds over one phase: the gunicorn workers, the Postgres backends serving them, Redis, moto's S3
+    server (this process's other child), the load generator, and the whole host (whatever else runs on it
+    shows as ``other``)."""
 
     gunicorn_pid: int
     database: str
@@ -127,6 +128,7 @@ class CpuMeter:
         return {
             "gunicorn": {p: _proc_cpu_s(p) for p in [self.gunicorn_pid, *_children(self.gunicorn_pid)]},
             "postgres": {p: _proc_cpu_s(p) for p in _postgres_backends(self.database)},
+            "moto": {p: _proc_cpu_s(p) for p in _children(os.getpid()) if p != self.gunicorn_pid},
         }
 
     def _totals(self) -> dict[str, float]:
@@ -138,7 +140,7 @@ class CpuMeter:
         self.start_totals = self._totals()
         self.wall_start = time.perf_counter()
 
-    def end(self) -> dict[str, float]:
+    def end(self) -> dict[str, Any]:
         now, totals = self._sample(), self._totals()
         wall = time.perf_counter() - self.wall_start
         out = {
@@ -146,6 +148,13 @@ class CpuMeter:
             for name, pids in now.items()
         }
         out.update({f"{name}_cpu_s": totals[name] - self.start_totals[name] for name in ("redis", "generator")})
+        # Per gunicorn worker: kept-alive connections stay with the worker that accepted them, so one busy and
+        # one idle worker (a lopsided accept) shows here and caps a phase at about one CPU.
+        per_worker = [
+            round(v - self.start["gunicorn"].get(p, 0.0), 2)
+            for p, v in now["gunicorn"].items()
+            if p != self.gunicorn_pid
+        ]
         host = totals["host"] - self.start_totals["host"]
         out["other_cpu_s"] = max(0.0, host - sum(out.values()))
         out["host_cpu_s"] = host
@@ -153,7 +162,7 @@ class CpuMeter:
         # Of the host's CPUs, how busy over the phase: ours plus whatever else runs on the machine.
         out["host_busy_pct"] = round(100 * host / (wall * len(os.sched_getaffinity(0))), 1) if wall else 0.0
         out["other_busy_pct"] = round(100 * out["other_cpu_s"] / (wall * len(os.sched_getaffinity(0))), 1)
-        return out
+        return {**out, "gunicorn_worker_cpu_s": sorted(per_worker, reverse=True)}
 
 
 # --- the Python-thread driver ---------------------------------------------------------------------------
@@ -650,6 +659,14 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> dict[str, A
             f"  {s['statuses']} {s['errors'] or ''}",
             file=out,
         )
+    for name, s in results.items():
+        per_worker = s.get("gunicorn_worker_cpu_s") or []
+        if len(per_worker) > 1 and per_worker[-1] < 0.1 * per_worker[0]:
+            print(
+                f"note: {name}: lopsided gunicorn workers (CPU s {per_worker}): the kept-alive connections were "
+                "accepted by fewer workers than there are, which caps the phase near one CPU per busy worker",
+                file=out,
+            )
     document = {
         "command": command,
         "generator": "wrk" if wrk_bin else "python",

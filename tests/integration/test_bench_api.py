@@ -46,6 +46,7 @@ def _check_phases(saved: dict) -> None:
         expected = "202" if name.startswith("POST") else "200"
         assert set(row["statuses"]) == {expected} and row["statuses"][expected] == row["requests"], name
         assert row["server_cpu_ms_per_request"] >= 0 and row["host_busy_pct"] >= 0, name
+        assert len(row["gunicorn_worker_cpu_s"]) == 1, name  # --workers 1
     assert saved["gunicorn"]["worker_class"] == "gthread" and saved["gunicorn"]["workers"] == 1
     assert "api/gunicorn_conf.py" in saved["gunicorn"]["command"]
 
