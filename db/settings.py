@@ -80,6 +80,7 @@ class Settings:
     max_frames: int
     face_batch_size: int
     face_downscale: float
+    face_keyframe_every: int
     detector_batch_size: int
     min_face_frames: int
     # Reliability: task_time_limit < lease < visibility_timeout (checked in validate()).
@@ -138,6 +139,8 @@ class Settings:
                 "VERITY_WEBHOOK_RELAY_INTERVAL_S must be positive; VERITY_ENQUEUE_GRACE_S and VERITY_DB_RETRY_S "
                 "must not be negative"
             )
+        if self.face_keyframe_every < 1:
+            raise SettingsError("VERITY_FACE_KEYFRAME_EVERY must be at least 1 (1: search every sampled frame)")
         if self.max_upload_bytes < 1:
             raise SettingsError("VERITY_MAX_UPLOAD_BYTES must be positive")
         if self.rate_limit_per_min < 0:
@@ -187,6 +190,7 @@ def load_settings() -> Settings:
         max_frames=_env_int("VERITY_MAX_FRAMES", 32),
         face_batch_size=_env_int("VERITY_FACE_BATCH_SIZE", 16),
         face_downscale=_env_float("VERITY_FACE_DOWNSCALE", 1.0),
+        face_keyframe_every=_env_int("VERITY_FACE_KEYFRAME_EVERY", 4),
         detector_batch_size=_env_int("VERITY_DETECTOR_BATCH_SIZE", 32),
         min_face_frames=_env_int("VERITY_MIN_FACE_FRAMES", 3),
         task_time_limit_s=_env_int("VERITY_TASK_TIME_LIMIT_S", 900),

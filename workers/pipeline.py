@@ -42,6 +42,9 @@ class PipelineConfig:
     face_downscale: float = 1.0  # < 1: this factor for every video, faces down to the detector's minimum kept
     # Otherwise frames whose short side is longer are detected at this size; None: always at full size.
     face_short_side: int | None = 720
+    # MTCNN searches every this-many-th sampled frame (and the last); the frames between are searched only
+    # where a neighbouring keyframe had faces (see FaceDetector.detect). 1: every frame searched in full.
+    face_keyframe_every: int = 4
     min_face_frames: int = 3
     limits: Limits = field(default_factory=Limits)
 
@@ -184,9 +187,18 @@ def run_pipeline(
     height, width = frames[0].image.shape[:2] if frames else (info.height, info.width)
     downscale, min_face_px = face_detection_plan(height, width, detector.min_face_size, config)
     faces = detector.detect(
-        [f.image for f in frames], batch_size=config.face_batch_size, downscale=downscale, min_face_px=min_face_px
+        [f.image for f in frames],
+        batch_size=config.face_batch_size,
+        downscale=downscale,
+        min_face_px=min_face_px,
+        keyframe_every=config.face_keyframe_every,
     )
-    detection = {"downscale": round(downscale, 4), "min_face_px": round(min_face_px, 1)}
+    keyframe_every = detector.keyframe_interval(config.face_keyframe_every)
+    detection = {
+        "downscale": round(downscale, 4),
+        "min_face_px": round(min_face_px, 1),
+        "keyframe_every": keyframe_every,
+    }
     lap("faces")
 
     pack_info = {

@@ -50,6 +50,7 @@ def pipeline_config(settings: Settings, device: str) -> PipelineConfig:
         max_frames=settings.max_frames,
         face_batch_size=face_batch,
         face_downscale=settings.face_downscale,
+        face_keyframe_every=settings.face_keyframe_every,
         min_face_frames=settings.min_face_frames,
     )
 

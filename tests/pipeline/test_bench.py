@@ -27,6 +27,7 @@ def test_bench_on_one_short_clip_reports_every_stage_and_matching_verdicts(tmp_p
     clip = shared_file(SHORT_CLIP)
     out = io.StringIO()
     argv = ["--clips", str(clip), "--frames", "4", "--repeat", "1", "--device", "cpu", "--pg", PG_ADMIN_URL]
+    argv += ["--keyframe-every", "1"]  # every frame searched in full: the naive computation, scores to 1e-3
     document = bench.main([*argv, "--json", str(tmp_path / "bench.json")], out=out)
 
     saved = json.loads((tmp_path / "bench.json").read_text())
@@ -58,7 +59,7 @@ def test_bench_on_one_short_clip_reports_every_stage_and_matching_verdicts(tmp_p
     assert all(r["frames"] == 4 for r in clip_doc["runs"])
 
     text = out.getvalue()
-    assert "naive/verity" in text and "same verdict: 1/1" in text and "(full-size detection): 1/1" in text
+    assert "naive/verity" in text and "same verdict: 1/1" in text and "(every frame searched at full size): 1/1" in text
 
 
 def test_verity_only_run_over_two_clips_measures_the_prefetching_loop() -> None:

@@ -176,3 +176,34 @@ def test_small_crop_is_enlarged_smoothly() -> None:
 def test_crop_outside_the_frame_is_an_error() -> None:
     with pytest.raises(ValueError, match="outside"):
         crop_face(numbered_image(), (500.0, 10.0, 540.0, 50.0), size=32, padding=30)
+
+
+@needs_videos
+@pytest.mark.parametrize("clip", REFERENCE_CLIPS)
+def test_keyframes_find_the_same_faces_as_searching_every_frame(detector: FaceDetector, clip: str) -> None:
+    images = sampled_images(clip, 8)
+    every = full_size_faces(detector, clip)
+    tracked = detector.detect(images, batch_size=8, keyframe_every=4)  # keyframes 0, 4 and 7
+    assert [len(f) for f in tracked] == [len(f) for f in every]
+    for frame in (0, 4, 7):  # searched in full: the very same computation
+        assert tracked[frame] == every[frame]
+    for ours, reference in zip(tracked, every, strict=True):
+        for mine, ref in pair_up(ours, reference):
+            # A few px apart (O-Net regresses from another candidate box): IoU 0.83 for the 41 px face at the edge.
+            assert iou(mine.box, ref.box) > 0.8 and mine.prob >= detector.min_prob
+
+
+@needs_videos
+def test_a_frame_that_loses_its_keyframes_face_is_searched_in_full(detector: FaceDetector) -> None:
+    # Keyframes 0 and 2 show a face; frame 1 shows it elsewhere (the same frame shifted by 700 px), so looking where
+    # the keyframes had it finds nothing and the whole frame is searched.
+    frame = sampled_images("real/dfdc_lynaeydofd.mp4", 8)[0]
+    moved = np.ascontiguousarray(np.roll(frame, 700, axis=1))
+    faces = detector.detect([frame, moved, frame], batch_size=4, keyframe_every=2)
+    expected = detector.detect([moved])[0]
+    assert len(expected) == 1 and faces[1] == expected
+
+
+def test_keyframe_every_must_be_positive(detector: FaceDetector) -> None:
+    with pytest.raises(ValueError, match="keyframe_every"):
+        detector.detect([np.zeros((64, 64, 3), np.uint8)], keyframe_every=0)

@@ -28,3 +28,16 @@ def test_visibility_timeout_reaches_every_place_celery_reads_it(monkeypatch: pyt
     assert conf.result_backend_transport_options["visibility_timeout"] == settings.visibility_timeout_s
     assert conf.task_time_limit < settings.lease_s < settings.visibility_timeout_s
     assert conf.task_acks_late and conf.task_reject_on_worker_lost and conf.worker_prefetch_multiplier == 1
+
+
+def test_face_keyframe_interval_reaches_the_pipeline_and_must_be_positive(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    from workers.resources import pipeline_config
+
+    monkeypatch.setenv("VERITY_HOME", str(tmp_path))
+    monkeypatch.setenv("VERITY_FACE_KEYFRAME_EVERY", "1")
+    assert pipeline_config(load_settings(), "cpu").face_keyframe_every == 1
+    monkeypatch.setenv("VERITY_FACE_KEYFRAME_EVERY", "0")
+    with pytest.raises(SettingsError, match="VERITY_FACE_KEYFRAME_EVERY"):
+        load_settings()

@@ -92,19 +92,7 @@ def _crops(table: Tensor, boxes: Tensor, image_inds: Tensor, w: int, h: int, siz
     return (data - 127.5) * 0.0078125, keep
 
 
-def detect_face(
-    frames: NDArray[np.uint8],
-    minsize: float,
-    pnet: nn.Module,
-    rnet: nn.Module,
-    onet: nn.Module,
-    threshold: list[float],
-    factor: float,
-) -> list[NDArray[np.float32]]:
-    """facenet-pytorch's ``detect_face`` on (B, H, W, 3) uint8 frames, on the CPU: per frame an (N, 5) array of
-    x1, y1, x2, y2, prob (landmarks are not computed)."""
-    table = integral_images(frames)
-    batch_size, h, w = frames.shape[:3]
+def _pyramid_scales(h: int, w: int, minsize: float, factor: float) -> list[float]:
     m = 12.0 / minsize
     minl = min(h, w) * m
     scales = []
@@ -113,14 +101,19 @@ def detect_face(
         scales.append(scale_i)
         scale_i = scale_i * factor
         minl = minl * factor
+    return scales
 
-    # First stage: P-Net over the pyramid.
+
+def _proposals(
+    table: Tensor, h: int, w: int, minsize: float, pnet: nn.Module, threshold: float, factor: float
+) -> tuple[Tensor, Tensor]:
+    """First stage: P-Net over the pyramid. Square candidate boxes (N, 5: x1, y1, x2, y2, score) and their frames."""
     boxes_l, inds_l, picks_l = [], [], []
     offset = 0
-    for scale in scales:
+    for scale in _pyramid_scales(h, w, minsize, factor):
         im_data = resample_frames(table, h, w, int(h * scale + 1), int(w * scale + 1))
         reg, probs = pnet((im_data - 127.5) * 0.0078125)
-        boxes_scale, image_inds_scale = generateBoundingBox(reg, probs[:, 1], scale, threshold[0])
+        boxes_scale, image_inds_scale = generateBoundingBox(reg, probs[:, 1], scale, threshold)
         boxes_l.append(boxes_scale)
         inds_l.append(image_inds_scale)
         pick = batched_nms(boxes_scale[:, :4], boxes_scale[:, 4], image_inds_scale, 0.5)
@@ -136,8 +129,20 @@ def detect_face(
     qq2 = boxes[:, 1] + boxes[:, 6] * regh
     qq3 = boxes[:, 2] + boxes[:, 7] * regw
     qq4 = boxes[:, 3] + boxes[:, 8] * regh
-    boxes = rerec(torch.stack([qq1, qq2, qq3, qq4, boxes[:, 4]]).permute(1, 0))
+    return rerec(torch.stack([qq1, qq2, qq3, qq4, boxes[:, 4]]).permute(1, 0)), image_inds
 
+
+def _refine(
+    table: Tensor,
+    boxes: Tensor,
+    image_inds: Tensor,
+    w: int,
+    h: int,
+    rnet: nn.Module,
+    onet: nn.Module,
+    threshold: list[float],
+) -> tuple[Tensor, Tensor]:
+    """Second and third stages on square candidate boxes: the faces (N, 5) and their frames."""
     # Second stage: R-Net on 24 px crops.
     if len(boxes) > 0:
         im_data, keep = _crops(table, boxes, image_inds, w, h, 24)
@@ -166,7 +171,44 @@ def detect_face(
         boxes = bbreg(boxes, out0[:, ipass].permute(1, 0))
         pick = batched_nms_numpy(boxes[:, :4], boxes[:, 4], image_inds, 0.7, "Min")
         boxes, image_inds = boxes[pick], image_inds[pick]
+    return boxes, image_inds
 
+
+def _per_frame(boxes: Tensor, image_inds: Tensor, batch_size: int) -> list[NDArray[np.float32]]:
     found = boxes.cpu().numpy()
     owner = image_inds.cpu().numpy()
     return [found[owner == b].copy() for b in range(batch_size)]
+
+
+def detect_face(
+    frames: NDArray[np.uint8],
+    minsize: float,
+    pnet: nn.Module,
+    rnet: nn.Module,
+    onet: nn.Module,
+    threshold: list[float],
+    factor: float,
+) -> list[NDArray[np.float32]]:
+    """facenet-pytorch's ``detect_face`` on (B, H, W, 3) uint8 frames, on the CPU: per frame an (N, 5) array of
+    x1, y1, x2, y2, prob (landmarks are not computed)."""
+    table = integral_images(frames)
+    batch_size, h, w = frames.shape[:3]
+    boxes, image_inds = _proposals(table, h, w, minsize, pnet, threshold[0], factor)
+    return _per_frame(*_refine(table, boxes, image_inds, w, h, rnet, onet, threshold), batch_size)
+
+
+def refine_faces(
+    frames: NDArray[np.uint8],
+    candidates: list[NDArray[np.float32]],
+    rnet: nn.Module,
+    onet: nn.Module,
+    threshold: list[float],
+) -> list[NDArray[np.float32]]:
+    """R-Net and O-Net only, on given candidate boxes per frame ((N, 4) x1, y1, x2, y2), instead of P-Net's:
+    the faces of a frame found near where they were in a neighbouring frame, like :func:`detect_face`'s output."""
+    table = integral_images(frames)
+    batch_size, h, w = frames.shape[:3]
+    rows = [torch.from_numpy(np.asarray(c, np.float32).reshape(-1, 4)) for c in candidates]
+    boxes = torch.cat([torch.cat([r, torch.ones(len(r), 1)], dim=1) for r in rows])
+    image_inds = torch.cat([torch.full((len(r),), b, dtype=torch.long) for b, r in enumerate(rows)])
+    return _per_frame(*_refine(table, rerec(boxes), image_inds, w, h, rnet, onet, threshold), batch_size)
