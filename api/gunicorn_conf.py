@@ -15,10 +15,13 @@ Why these values (measured with ``python -m workers.bench_api``):
   than CPUs only add context switches and memory. A few threads per process overlap the database, Redis and
   object-store round trips of concurrent requests without many more processes.
 
-Known limit (seen with ``python -m workers.bench_api``, which reports CPU per worker): a kept-alive connection
-stays with the worker that accepted it, and when a client opens a fixed set of connections at once (a load
-generator, a proxy's upstream pool) one worker often accepts all of them, capping throughput near one CPU.
-Many independent clients, or connections that close now and then, spread out across the workers.
+* At most ``2 * threads`` connections per worker (``worker_connections``), so at most ``threads`` of them idle
+  in keep-alive. A kept-alive connection stays with the worker that accepted it. When a client opens a fixed
+  set of connections at once (a load generator, a proxy's upstream pool), one worker used to accept all of
+  them and the others sat idle: the list phase of ``workers.bench_api`` ran at 291 req/s, p99 117 ms, on one
+  CPU. A full worker stops accepting, and a worker already holding ``threads`` idle connections closes the
+  next one after its response. The client then reconnects to a worker with room, and the same phase ran at
+  1,065 req/s, p99 29 ms. The price is a reconnect now and then for clients that hold many idle connections.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ _cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (o
 workers = int(os.environ.get("WEB_CONCURRENCY") or _cpus)
 worker_class = "gthread"
 threads = int(os.environ.get("VERITY_API_THREADS") or 4)
+worker_connections = 2 * threads
 # Seconds an idle client connection stays open between requests.
 keepalive = 5
 timeout = 120

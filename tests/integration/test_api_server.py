@@ -1,7 +1,8 @@
 """The API under gunicorn with the shipped configuration (api/gunicorn_conf.py: gthread, keep-alive) and two
 workers against real Redis: the per-key rate limit is shared by both workers (request N+1 is 429 with
 Retry-After), a chunked body over the cap is refused with 413 while it is still being sent, connections are
-kept alive, and a revoked key stops working in every worker once the key cache's TTL has passed."""
+kept alive, more kept-alive clients than the workers hold are all served, and a revoked key stops working in
+every worker once the key cache's TTL has passed."""
 
 from __future__ import annotations
 
@@ -121,6 +122,28 @@ def test_connections_are_kept_alive(server: Server) -> None:
         assert conn.sock is sock  # three requests over one TCP connection (the sync worker closes each time)
     finally:
         conn.close()
+
+
+def test_more_kept_alive_clients_than_the_workers_hold_are_all_served(server: Server) -> None:
+    # Each worker holds at most 2 x threads connections (api/gunicorn_conf.py): 40 clients that each keep their
+    # connection open are more than both workers hold, so some responses close their connection and the client
+    # reconnects (http.client does it by itself). None may starve or fail.
+    def client(_: int) -> list[int]:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        try:
+            statuses = []
+            for _ in range(5):
+                conn.request("GET", "/healthz")
+                response = conn.getresponse()
+                response.read()
+                statuses.append(response.status)
+            return statuses
+        finally:
+            conn.close()
+
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        statuses = [s for result in pool.map(client, range(40)) for s in result]
+    assert statuses == [200] * 200
 
 
 def test_a_revoked_key_stops_working_in_every_worker(server: Server) -> None:
