@@ -76,3 +76,20 @@ def test_verity_only_run_over_two_clips_measures_the_prefetching_loop() -> None:
     for loop in ("sequential", "prefetch_next_decode"):
         assert summary["throughput"][loop]["videos_per_min"] > 0
     assert "decoding the next video during inference" in out.getvalue()
+
+
+def test_full_size_pack_runs_every_detector_through_the_bench() -> None:
+    # The GPU measurement's command (`--device cuda --full-size-pack`), here on CPU with two frames: the five
+    # full-size architectures with random weights go through the real pipeline and are timed one by one.
+    out = io.StringIO()
+    document = bench.main(
+        [
+            *("--clips", str(shared_file(SHORT_CLIP)), "--frames", "2", "--device", "cpu"),
+            *("--full-size-pack", "--no-naive", "--no-storage"),
+        ],
+        out=out,
+    )
+    stages = document["summary"]["stages"]
+    assert {f"model:{name}" for name, _ in bench.FULL_SIZE_MEMBERS} <= set(stages)
+    assert all(stages[f"model:{name}"]["verity"] > 0 for name, _ in bench.FULL_SIZE_MEMBERS)
+    assert "full-size random weights (TIMING ONLY)" in out.getvalue()
