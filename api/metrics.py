@@ -99,20 +99,16 @@ def _stages() -> Iterator[Metric]:
             else:
                 stages.setdefault(key, []).append(float(seconds))
     window = f"jobs finished in the last {STAGE_WINDOW_S} s (at most {STAGE_WINDOW_MAX_RESULTS})"
-    stage = GaugeHistogramMetricFamily(
-        "verity_stage_duration_seconds", f"Pipeline stage durations of the {window}.", labels=["stage"]
-    )
-    for name, values in sorted(stages.items()):
-        buckets, total = _histogram(values)
-        stage.add_metric([name], buckets, total)
-    yield stage
-    model = GaugeHistogramMetricFamily(
-        "verity_model_duration_seconds", f"Per-detector inference time of the {window}.", labels=["model"]
-    )
-    for name, values in sorted(models.items()):
-        buckets, total = _histogram(values)
-        model.add_metric([name], buckets, total)
-    yield model
+    yield _durations("verity_stage_duration_seconds", f"Pipeline stage durations of the {window}.", "stage", stages)
+    yield _durations("verity_model_duration_seconds", f"Per-detector inference time of the {window}.", "model", models)
+
+
+def _durations(name: str, documentation: str, label: str, series: dict[str, list[float]]) -> Metric:
+    family = GaugeHistogramMetricFamily(name, documentation, labels=[label])
+    for value, seconds in sorted(series.items()):
+        buckets, total = _histogram(seconds)
+        family.add_metric([value], buckets, total)
+    return family
 
 
 def _webhooks() -> Iterator[Metric]:

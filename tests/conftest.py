@@ -11,10 +11,14 @@ import secrets
 import socket
 import subprocess
 import sys
+import threading
 import time
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -184,3 +188,62 @@ def keys(services: Services) -> Keys:
 
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+def insert_job(tenant: str, status: str = "RUNNING", **values: Any) -> uuid.UUID:
+    """A job row written straight to Postgres: no upload and nothing enqueued, so no worker touches it.
+    ``values`` set or override any column (the stage defaults to the status, lower-cased)."""
+    from db.models import Job
+    from db.session import session_scope
+
+    job_id = uuid.uuid4()
+    row: dict[str, Any] = {
+        "stage": status.lower(),
+        "input_key": f"uploads/{job_id}",
+        "sha256": "0" * 64,
+        "size_bytes": 1,
+        "params": {"max_frames": 32, "sampling": "uniform"},
+        "metadata_": {},
+        **values,
+    }
+    with session_scope() as s:
+        s.add(Job(id=job_id, tenant=tenant, status=status, **row))
+    return job_id
+
+
+def insert_delivery(url: str, tenant: str = "acme", event: str = "job.succeeded") -> uuid.UUID:
+    """A pending webhook delivery to `url` for a new finished job, as if accepted earlier."""
+    from db.models import WebhookDelivery
+    from db.session import session_scope
+
+    job_id = insert_job(tenant, "SUCCEEDED", webhook_url=url)
+    with session_scope() as s:
+        delivery = WebhookDelivery(
+            job_id=job_id, event=event, url=url, payload={"type": event, "data": {"job_id": str(job_id)}}
+        )
+        s.add(delivery)
+        s.flush()
+        return delivery.id
+
+
+def delivery_row(delivery_id: uuid.UUID) -> Any:
+    from db.models import WebhookDelivery
+    from db.session import session_scope
+
+    with session_scope() as s:
+        return s.get(WebhookDelivery, delivery_id)
+
+
+@contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """A WSGI app on a loopback port in a thread of this process (werkzeug, threaded): its base URL."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)

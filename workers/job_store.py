@@ -301,6 +301,40 @@ def _already_finished_by(c: Claim, status: JobStatus) -> tuple[bool, uuid.UUID |
         return True, delivery
 
 
+def _finish(
+    c: Claim,
+    status: JobStatus,
+    values: dict[str, Any],
+    event: str,
+    webhook_payload: dict[str, Any],
+    retry_s: float,
+    what: str,
+    add_rows: Callable[[Any], None] | None = None,
+) -> uuid.UUID | bool | None:
+    """One fenced transaction: the job's final state (+ ``add_rows``) + its webhook row, retried through
+    database outages. Returns the webhook delivery id (None without a webhook), or False if this attempt was
+    fenced off."""
+    tries = 0
+
+    def attempt() -> uuid.UUID | bool | None:
+        nonlocal tries
+        tries += 1
+        with session_scope() as session:
+            if not _finish_job(session, c, {"status": status.value, **values}):
+                session.rollback()
+                if tries > 1:  # an earlier try may have committed before its reply was lost
+                    done, delivery = _already_finished_by(c, status)
+                    if done:
+                        return delivery
+                log.warning("job %s attempt %s lost its claim; not marking it %s", c.job_id, c.attempt, status.value)
+                return False
+            if add_rows is not None:
+                add_rows(session)
+            return add_webhook(session, c.job_id, c.webhook_url, event, webhook_payload)
+
+    return with_retry(attempt, retry_s, f"{what} {c.job_id}")
+
+
 def complete(
     c: Claim,
     result: dict[str, Any],
@@ -313,63 +347,27 @@ def complete(
     Returns the webhook delivery id (None without a webhook), or False if this attempt was fenced off.
     """
 
-    tries = 0
+    def add_rows(session: Any) -> None:
+        session.add(Result(job_id=c.job_id, attempt=c.attempt, **result))
+        if frame_rows:
+            session.execute(FrameScore.__table__.insert(), [{"job_id": c.job_id, **row} for row in frame_rows])
 
-    def attempt() -> uuid.UUID | bool | None:
-        nonlocal tries
-        tries += 1
-        with session_scope() as session:
-            if not _finish_job(
-                session,
-                c,
-                {
-                    "status": JobStatus.SUCCEEDED.value,
-                    "stage": "done",
-                    "progress": 1.0,
-                    "model_pack": result.get("model_pack"),
-                    "calibration_version": result.get("calibration_version"),
-                },
-            ):
-                session.rollback()
-                if tries > 1:  # an earlier try may have committed before its reply was lost
-                    done, delivery = _already_finished_by(c, JobStatus.SUCCEEDED)
-                    if done:
-                        return delivery
-                log.warning("job %s attempt %s lost its claim; discarding its result", c.job_id, c.attempt)
-                return False
-            session.add(Result(job_id=c.job_id, attempt=c.attempt, **result))
-            if frame_rows:
-                session.execute(FrameScore.__table__.insert(), [{"job_id": c.job_id, **row} for row in frame_rows])
-            return add_webhook(session, c.job_id, c.webhook_url, "job.succeeded", webhook_payload)
-
-    return with_retry(attempt, retry_s, f"saving the result of {c.job_id}")
+    values = {
+        "stage": "done",
+        "progress": 1.0,
+        "model_pack": result.get("model_pack"),
+        "calibration_version": result.get("calibration_version"),
+    }
+    return _finish(
+        c, JobStatus.SUCCEEDED, values, "job.succeeded", webhook_payload, retry_s, "saving the result of", add_rows
+    )
 
 
 def fail(
     c: Claim, code: str, message: str, webhook_payload: dict[str, Any], retry_s: float = 0.0
 ) -> uuid.UUID | bool | None:
-    tries = 0
-
-    def attempt() -> uuid.UUID | bool | None:
-        nonlocal tries
-        tries += 1
-        with session_scope() as session:
-            if not _finish_job(
-                session,
-                c,
-                {
-                    "status": JobStatus.FAILED.value,
-                    "stage": "failed",
-                    "error_code": code,
-                    "error_message": message[:2000],
-                },
-            ):
-                session.rollback()
-                done, delivery = _already_finished_by(c, JobStatus.FAILED) if tries > 1 else (False, None)
-                return delivery if done else False
-            return add_webhook(session, c.job_id, c.webhook_url, "job.failed", webhook_payload)
-
-    return with_retry(attempt, retry_s, f"failing {c.job_id}")
+    values = {"stage": "failed", "error_code": code, "error_message": message[:2000]}
+    return _finish(c, JobStatus.FAILED, values, "job.failed", webhook_payload, retry_s, "failing")
 
 
 def release(c: Claim, reason: str, retry_s: float = 0.0) -> bool:

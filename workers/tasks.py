@@ -90,8 +90,7 @@ def _send_webhook(delivery_id: Any) -> None:
 def _fail(claim: Claim, code: str, message: str) -> None:
     settings = get_settings()
     outcome = job_store.fail(claim, code, message, payloads.failed(claim.job_id, code, message), settings.db_retry_s)
-    if outcome is False:
-        log.warning("job %s attempt %s lost its claim; discarding its failure (%s)", claim.job_id, claim.attempt, code)
+    if outcome is False:  # job_store.fail logged it
         return
     log.info("job %s failed: %s: %s", claim.job_id, code, message)
     _send_webhook(outcome)

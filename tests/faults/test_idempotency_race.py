@@ -15,9 +15,8 @@ import boto3
 import pytest
 import requests
 from sqlalchemy import func, select
-from werkzeug.serving import make_server
 
-from tests.conftest import Keys, Services, bearer, shared_file
+from tests.conftest import Keys, Services, bearer, serving, shared_file
 from tests.faults.conftest import FaultRow, scenario
 from tests.faults.harness import CLIP
 
@@ -28,13 +27,8 @@ PARALLEL = 10
 def api_url(services: Services) -> Iterator[str]:
     from api.app import create_app
 
-    server = make_server("127.0.0.1", 0, create_app(), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
+    with serving(create_app()) as url:
+        yield url
 
 
 def _objects(services: Services) -> set[str]:

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from werkzeug.serving import make_server
 
 from client.api import (
     AuthError,
@@ -33,7 +32,7 @@ from client.api import (
     VerityError,
     WaitTimeout,
 )
-from tests.conftest import REPO, Services, free_port, shared_file
+from tests.conftest import REPO, Services, free_port, insert_job, serving, shared_file
 
 MP4_HEAD = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
 
@@ -57,14 +56,8 @@ def live_api(services: Services) -> Iterator[str]:
     from db.settings import get_settings
 
     app = create_app(dataclasses.replace(get_settings(), api_key_cache_s=LIVE_API_KEY_CACHE_S))
-    server = make_server("127.0.0.1", free_port(), app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
+    with serving(app) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -80,27 +73,7 @@ def tenant(services: Services) -> Tenant:
 
 
 def make_job(tenant: str, status: str = "RUNNING", **values: Any) -> str:
-    """A job row written straight to Postgres: no upload and nothing enqueued, so no worker touches it."""
-    from db.models import Job
-    from db.session import session_scope
-
-    job_id = uuid.uuid4()
-    with session_scope() as s:
-        s.add(
-            Job(
-                id=job_id,
-                tenant=tenant,
-                status=status,
-                stage=values.pop("stage", status.lower()),
-                input_key=f"uploads/{job_id}",
-                sha256="0" * 64,
-                size_bytes=1,
-                params={"max_frames": 32, "sampling": "uniform"},
-                metadata_={},
-                **values,
-            )
-        )
-    return str(job_id)
+    return str(insert_job(tenant, status, **values))
 
 
 def update_job(job_id: str, **values: Any) -> None:

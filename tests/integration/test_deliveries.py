@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from tests.conftest import Services, bearer
+from tests.conftest import Services, bearer, insert_job
 
 
 @dataclass(frozen=True)
@@ -51,24 +51,7 @@ def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def make_job(tenant: str) -> uuid.UUID:
-    from db.models import Job
-    from db.session import session_scope
-
-    job_id = uuid.uuid4()
-    with session_scope() as s:
-        s.add(
-            Job(
-                id=job_id,
-                tenant=tenant,
-                status="SUCCEEDED",
-                stage="done",
-                input_key=f"uploads/{job_id}",
-                sha256="0" * 64,
-                size_bytes=1,
-                webhook_url="https://example.com/hooks",
-            )
-        )
-    return job_id
+    return insert_job(tenant, "SUCCEEDED", stage="done", webhook_url="https://example.com/hooks")
 
 
 def make_delivery(tenant: str, state: str, event: str = "job.succeeded", **values: Any) -> tuple[str, str]:

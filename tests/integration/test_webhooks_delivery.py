@@ -17,7 +17,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from db.settings import Settings, SettingsError
-from tests.conftest import Keys, Services, bearer
+from tests.conftest import Keys, Services, bearer, delivery_row, insert_delivery
 from tests.faults.harness import Canary, Receiver, Reply
 
 
@@ -48,40 +48,6 @@ def _receiver(receivers: list[Receiver], *replies: Reply) -> Receiver:
     return r
 
 
-def _delivery(url: str, tenant: str = "acme", event: str = "job.succeeded") -> uuid.UUID:
-    from db.models import Job, WebhookDelivery
-    from db.session import session_scope
-
-    job_id = uuid.uuid4()
-    with session_scope() as s:
-        s.add(
-            Job(
-                id=job_id,
-                tenant=tenant,
-                status="SUCCEEDED",
-                input_key=f"uploads/{job_id}",
-                sha256="0" * 64,
-                size_bytes=1,
-                webhook_url=url,
-            )
-        )
-        s.flush()
-        delivery = WebhookDelivery(
-            job_id=job_id, event=event, url=url, payload={"type": event, "data": {"job_id": str(job_id)}}
-        )
-        s.add(delivery)
-        s.flush()
-        return delivery.id
-
-
-def _row(delivery_id: uuid.UUID) -> Any:
-    from db.models import WebhookDelivery
-    from db.session import session_scope
-
-    with session_scope() as s:
-        return s.get(WebhookDelivery, delivery_id)
-
-
 def _drive(delivery_id: uuid.UUID, settings: Settings, timeout_s: float = 30) -> Any:
     """Play the relay: attempt the delivery whenever it is due, until it leaves `pending`."""
     from workers import webhooks
@@ -89,7 +55,7 @@ def _drive(delivery_id: uuid.UUID, settings: Settings, timeout_s: float = 30) ->
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         webhooks.deliver(str(delivery_id), settings)
-        row = _row(delivery_id)
+        row = delivery_row(delivery_id)
         if row.state != "pending":
             return row
         time.sleep(0.02)
@@ -107,7 +73,7 @@ def test_retry_schedule_follows_the_configured_backoff_then_fails_visibly_throug
     from api.app import create_app
 
     receiver = _receiver(receivers, Reply(500))
-    delivery_id = _delivery(receiver.url)
+    delivery_id = insert_delivery(receiver.url)
     row = _drive(delivery_id, settings)
     assert row.state == "failed" and row.attempts == 4 and row.last_status == 500
     gaps = _gaps(receiver)
@@ -150,7 +116,7 @@ def test_signatures_verify_the_id_is_stable_and_the_timestamp_changes_per_attemp
     from workers.webhooks import sign
 
     receiver = _receiver(receivers, Reply(503), Reply(204))
-    delivery_id = _delivery(receiver.url)
+    delivery_id = insert_delivery(receiver.url)
     # At least 1.2 s between the attempts, so their whole-second timestamps must differ.
     row = _drive(delivery_id, dataclasses.replace(settings, webhook_backoff_s=(1.5,)))
     assert row.state == "delivered" and row.attempts == 2
@@ -178,7 +144,7 @@ def test_signatures_verify_the_id_is_stable_and_the_timestamp_changes_per_attemp
 @pytest.mark.parametrize("status", [200, 202, 204])
 def test_2xx_is_success(settings: Settings, receivers: list[Receiver], status: int) -> None:
     receiver = _receiver(receivers, Reply(status))
-    row = _drive(_delivery(receiver.url), settings)
+    row = _drive(insert_delivery(receiver.url), settings)
     assert row.state == "delivered" and row.attempts == 1 and row.delivered_at is not None
     assert len(receiver.received) == 1
 
@@ -191,7 +157,7 @@ def test_3xx_is_not_followed_and_counts_as_a_failure(
     try:
         receiver = _receiver(receivers, Reply(status, {"Location": f"http://127.0.0.1:{canary.port}/"}))
         quick = dataclasses.replace(settings, webhook_backoff_s=(0.2,), webhook_max_attempts=2)
-        row = _drive(_delivery(receiver.url), quick)
+        row = _drive(insert_delivery(receiver.url), quick)
         assert row.state == "failed" and row.attempts == 2 and row.last_status == status
         assert canary.connections == 0, "the redirect was followed"
     finally:
@@ -202,9 +168,9 @@ def test_a_timeout_counts_as_a_failure(settings: Settings, receivers: list[Recei
     from workers import webhooks
 
     receiver = _receiver(receivers, Reply(204, delay_s=2.0), Reply(204))
-    delivery_id = _delivery(receiver.url)
+    delivery_id = insert_delivery(receiver.url)
     assert webhooks.deliver(str(delivery_id), settings) == "pending"
-    row = _row(delivery_id)
+    row = delivery_row(delivery_id)
     assert row.last_status is None and "Timeout" in row.last_error and row.attempts == 1
     row = _drive(delivery_id, settings)
     assert row.state == "delivered" and row.attempts == 2
@@ -214,13 +180,13 @@ def test_410_disables_the_delivery_and_the_tenants_other_pending_ones_to_that_ur
     settings: Settings, receivers: list[Receiver]
 ) -> None:
     receiver = _receiver(receivers, Reply(410))
-    gone = _delivery(receiver.url)
-    sibling = _delivery(receiver.url)  # another job of the same tenant, same endpoint
-    other_tenant = _delivery(receiver.url, tenant="globex")
+    gone = insert_delivery(receiver.url)
+    sibling = insert_delivery(receiver.url)  # another job of the same tenant, same endpoint
+    other_tenant = insert_delivery(receiver.url, tenant="globex")
     row = _drive(gone, settings)
     assert row.state == "disabled" and row.attempts == 1 and row.last_status == 410
-    assert _row(sibling).state == "disabled" and "410" in _row(sibling).last_error
-    assert _row(other_tenant).state == "pending", "another tenant's endpoint is its own business"
+    assert delivery_row(sibling).state == "disabled" and "410" in delivery_row(sibling).last_error
+    assert delivery_row(other_tenant).state == "pending", "another tenant's endpoint is its own business"
     assert len(receiver.received) == 1, "a disabled delivery is never sent again"
 
 
@@ -230,7 +196,7 @@ def test_retry_after_is_honoured(settings: Settings, receivers: list[Receiver], 
 
     value = formatdate(time.time() + 4, usegmt=True) if retry_after == "HTTP-DATE" else retry_after
     receiver = _receiver(receivers, Reply(503, {"Retry-After": value}), Reply(204))
-    row = _drive(_delivery(receiver.url), settings)
+    row = _drive(insert_delivery(receiver.url), settings)
     assert row.state == "delivered" and row.attempts == 2
     (gap,) = _gaps(receiver)
     assert gap >= 2.5, f"retried after {gap:.2f} s, before the {value!r} the receiver asked for (backoff was 1 s)"

@@ -10,14 +10,12 @@ from __future__ import annotations
 import dataclasses
 import io
 import socket
-import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from db.settings import Settings
-from tests.conftest import Keys, Services, bearer, shared_file
+from tests.conftest import Keys, Services, bearer, delivery_row, insert_delivery, shared_file
 from tests.faults.harness import CLIP, Canary, Receiver, Reply
 
 # Spelled to reach the IPv4 canary: loopback by name, number, octal, hex, short form, unspecified, IPv4-mapped.
@@ -89,28 +87,6 @@ def strict(services: Services) -> Settings:
     return dataclasses.replace(get_settings(), webhook_allow_private=False, webhook_timeout_s=1.0)
 
 
-def _delivery(url: str) -> uuid.UUID:
-    from db.models import Job, WebhookDelivery
-    from db.session import session_scope
-
-    job_id = uuid.uuid4()
-    with session_scope() as s:
-        s.add(Job(id=job_id, tenant="acme", status="SUCCEEDED", input_key="x", sha256="0" * 64, size_bytes=1))
-        s.flush()
-        delivery = WebhookDelivery(job_id=job_id, event="job.succeeded", url=url, payload={"data": {}})
-        s.add(delivery)
-        s.flush()
-        return delivery.id
-
-
-def _row(delivery_id: uuid.UUID) -> Any:
-    from db.models import WebhookDelivery
-    from db.session import session_scope
-
-    with session_scope() as s:
-        return s.get(WebhookDelivery, delivery_id)
-
-
 def test_send_time_refuses_every_private_target_and_the_canary_sees_nothing(
     strict: Settings, canaries: tuple[Canary, Canary | None]
 ) -> None:
@@ -118,9 +94,9 @@ def test_send_time_refuses_every_private_target_and_the_canary_sees_nothing(
 
     refused = {}
     for url in _hostile_urls(canaries):
-        delivery_id = _delivery(url)  # stored as if accepted earlier (allowed then, or DNS changed since)
+        delivery_id = insert_delivery(url)  # stored as if accepted earlier (allowed then, or DNS changed since)
         assert webhooks.deliver(str(delivery_id), strict) == "failed", url
-        row = _row(delivery_id)
+        row = delivery_row(delivery_id)
         assert row.attempts == 1 and row.last_status is None
         refused[url] = row.last_error
     assert all(err.startswith("refused: ") for err in refused.values()), refused
@@ -134,7 +110,7 @@ def test_the_same_canary_is_reachable_when_private_targets_are_allowed(
     """The control: the refusals above are the guard's doing, not an unreachable canary."""
     from workers import webhooks
 
-    delivery_id = _delivery(f"http://127.0.0.1:{canaries[0].port}/")
+    delivery_id = insert_delivery(f"http://127.0.0.1:{canaries[0].port}/")
     webhooks.deliver(str(delivery_id), dataclasses.replace(strict, webhook_allow_private=True))
     assert canaries[0].connections == 1
 
@@ -149,10 +125,10 @@ def test_a_redirect_to_a_private_target_is_not_followed(
     for target in targets:
         redirector = Receiver([Reply(status, {"Location": target})])
         try:
-            delivery_id = _delivery(redirector.url)
+            delivery_id = insert_delivery(redirector.url)
             # Private allowed only so the redirector itself (on loopback) can be reached at all.
             assert webhooks.deliver(str(delivery_id), dataclasses.replace(strict, webhook_allow_private=True))
-            row = _row(delivery_id)
+            row = delivery_row(delivery_id)
             assert row.state == "pending" and row.last_status == status
             assert len(redirector.received) == 1
         finally:

@@ -132,6 +132,28 @@ def _proposals(
     return rerec(torch.stack([qq1, qq2, qq3, qq4, boxes[:, 4]]).permute(1, 0)), image_inds
 
 
+def _scored(
+    table: Tensor,
+    boxes: Tensor,
+    image_inds: Tensor,
+    w: int,
+    h: int,
+    size: int,
+    net: nn.Module,
+    prob_output: int,
+    threshold: float,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The boxes `net` (R-Net or O-Net, whose face probability is output `prob_output`) scores over `threshold`:
+    (x1, y1, x2, y2, prob), their frames and the net's box regression for each."""
+    im_data, keep = _crops(table, boxes, image_inds, w, h, size)
+    boxes, image_inds = boxes[keep], image_inds[keep]
+    out = fixed_batch_process(im_data, net)
+    score = out[prob_output].permute(1, 0)[1, :]
+    ipass = score > threshold
+    scored = torch.cat((boxes[ipass, :4], score[ipass].unsqueeze(1)), dim=1)
+    return scored, image_inds[ipass], out[0].permute(1, 0)[:, ipass].permute(1, 0)
+
+
 def _refine(
     table: Tensor,
     boxes: Tensor,
@@ -143,32 +165,14 @@ def _refine(
     threshold: list[float],
 ) -> tuple[Tensor, Tensor]:
     """Second and third stages on square candidate boxes: the faces (N, 5) and their frames."""
-    # Second stage: R-Net on 24 px crops.
-    if len(boxes) > 0:
-        im_data, keep = _crops(table, boxes, image_inds, w, h, 24)
-        boxes, image_inds = boxes[keep], image_inds[keep]
-        out = fixed_batch_process(im_data, rnet)
-        out0 = out[0].permute(1, 0)
-        score = out[1].permute(1, 0)[1, :]
-        ipass = score > threshold[1]
-        boxes = torch.cat((boxes[ipass, :4], score[ipass].unsqueeze(1)), dim=1)
-        image_inds = image_inds[ipass]
-        mv = out0[:, ipass].permute(1, 0)
+    if len(boxes) > 0:  # R-Net on 24 px crops
+        boxes, image_inds, mv = _scored(table, boxes, image_inds, w, h, 24, rnet, 1, threshold[1])
         pick = batched_nms(boxes[:, :4], boxes[:, 4], image_inds, 0.7)
         boxes, image_inds, mv = boxes[pick], image_inds[pick], mv[pick]
         boxes = rerec(bbreg(boxes, mv))
-
-    # Third stage: O-Net on 48 px crops.
-    if len(boxes) > 0:
-        im_data, keep = _crops(table, boxes, image_inds, w, h, 48)
-        boxes, image_inds = boxes[keep], image_inds[keep]
-        out = fixed_batch_process(im_data, onet)
-        out0 = out[0].permute(1, 0)
-        score = out[2].permute(1, 0)[1, :]
-        ipass = score > threshold[2]
-        boxes = torch.cat((boxes[ipass, :4], score[ipass].unsqueeze(1)), dim=1)
-        image_inds = image_inds[ipass]
-        boxes = bbreg(boxes, out0[:, ipass].permute(1, 0))
+    if len(boxes) > 0:  # O-Net on 48 px crops
+        boxes, image_inds, mv = _scored(table, boxes, image_inds, w, h, 48, onet, 2, threshold[2])
+        boxes = bbreg(boxes, mv)
         pick = batched_nms_numpy(boxes[:, :4], boxes[:, 4], image_inds, 0.7, "Min")
         boxes, image_inds = boxes[pick], image_inds[pick]
     return boxes, image_inds
