@@ -89,14 +89,15 @@ class FaceDetector:
             # A face in a frame between two keyframes is looked for where it was in either: R-Net and O-Net on
             # those boxes, without P-Net's search of the whole frame (most of MTCNN's time).
             around = {i: _neighbours(keys, i) for i in between}
+            at_keys = {k: self._kept(rows[k]) for k in keys}
             for start in range(0, len(between), batch_size):
                 chunk = between[start : start + batch_size]
-                candidates = [np.concatenate([self._kept(rows[k])[:, :4] for k in around[i]]) for i in chunk]
+                candidates = [np.concatenate([at_keys[k][:, :4] for k in around[i]]) for i in chunk]
                 nets = (self._mtcnn.rnet, self._mtcnn.onet, self._mtcnn.thresholds)
                 with torch.inference_mode():
                     rows.update(zip(chunk, refine_faces(shrunk(chunk), candidates, *nets), strict=True))
             # Fewer faces than a neighbouring keyframe had (one left, or was missed): search the whole frame.
-            lost = [i for i in between if len(self._kept(rows[i])) < max(len(self._kept(rows[k])) for k in around[i])]
+            lost = [i for i in between if len(self._kept(rows[i])) < max(len(at_keys[k]) for k in around[i])]
             for start in range(0, len(lost), batch_size):
                 chunk = lost[start : start + batch_size]
                 rows.update(zip(chunk, self._detect(shrunk(chunk), min_size), strict=True))
