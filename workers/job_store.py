@@ -12,6 +12,7 @@ fence is what keeps a wrongly presumed-dead worker from writing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -122,7 +123,12 @@ class OwnerLock:
         return got
 
     def release(self) -> None:
-        # Closing the connection for good (not back to the pool) drops the session lock whatever its count.
+        # Unlock first: the server drops a closed session's locks only once its backend has noticed the
+        # disconnect, so another taker right after could still find the lock held. Closing the connection for
+        # good (not back to the pool) then drops whatever is left.
+        if self._conn is not None:
+            with contextlib.suppress(Exception):  # a broken connection: the server drops the lock with it
+                self._conn.scalar(select(func.pg_advisory_unlock_all()))
         self._drop()
 
     def _drop(self) -> None:
