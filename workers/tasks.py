@@ -182,6 +182,7 @@ def detect(self: Task, job_id: str) -> None:
             log.info("job %s is not claimable: %s", job_id, taken.reason)
             _send_webhook(taken.delivery_id)
             return
+        log.info("job %s claimed as attempt %s", job_id, taken.claim.attempt)
         with LeaseKeeper(taken.claim, lock, settings) as keeper:
             _run(self, taken.claim, keeper, settings)
     finally:
