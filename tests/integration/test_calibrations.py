@@ -64,14 +64,16 @@ def _key_id(name: str) -> int:
 
 def _frame_scores(rng: np.random.Generator, label: int) -> dict[str, dict[int, list[float]]]:
     """One or two face tracks of 8 frames. meso4_df is informative but squashed towards 0 (miscalibrated);
-    mesoinception_df is sharper. In a fake video only the first track is fake."""
+    mesoinception_df is sharper. In a fake video only the first track is fake. The squashing is strong (^6):
+    at ^3 the held-out ECE before and after isotonic were within the noise of a ~70-job held-out split, whose
+    membership follows the random job ids, and the before/after check failed 2 runs in 5."""
     sign = 1 if label else -1
     n_tracks = int(rng.integers(1, 3))
     out: dict[str, dict[int, list[float]]] = {m: {} for m in MODELS}
     for tid in range(n_tracks):
         s = sign if tid == 0 else -1
         latent = rng.normal(s * 1.0, 1.0)
-        squashed = 1 / (1 + np.exp(-2 * (latent + rng.normal(0, 0.3, 8)))) ** 3
+        squashed = 1 / (1 + np.exp(-2 * (latent + rng.normal(0, 0.3, 8)))) ** 6
         sharp = 1 / (1 + np.exp(-3 * (rng.normal(s * 1.2, 0.8) + rng.normal(0, 0.3, 8))))
         out["meso4_df"][tid] = [float(v) for v in np.clip(squashed, 0, 1)]
         out["mesoinception_df"][tid] = [float(v) for v in np.clip(sharp, 0, 1)]
