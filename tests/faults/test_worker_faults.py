@@ -70,7 +70,12 @@ def test_child_killed_mid_inference_is_redelivered_and_completes(make_stack: Sta
     # Redelivered straight away (reject_on_worker_lost + the freed liveness lock), not after the lease.
     assert taken_over < 10, taken_over
     assert "WorkerLostError" in stack.log("gpu")
-    assert "takes over from attempt 1 (its worker is gone)" in stack.log("gpu")
+    # The freed lock told one of two paths that the worker was gone, whichever came first: the redelivered
+    # message taking the job over, or the reaper handing it back (when the heartbeat was already late, e.g.
+    # during the first job's model load).
+    assert "takes over from attempt 1 (its worker is gone)" in stack.log("gpu") or (
+        f"job {job_id} attempt 1: its worker is gone; handing it back" in stack.log("io")
+    )
     fault_row.note = f"attempt 2 claimed {taken_over:.1f} s and finished {took:.1f} s after the kill"
 
 
