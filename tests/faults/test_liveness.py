@@ -93,8 +93,12 @@ def test_the_claim_fails_a_job_that_used_up_its_attempts(settings: Settings) -> 
 
 
 def test_reaper_hands_back_a_running_job_whose_worker_is_gone_but_not_one_whose_worker_lives(
-    settings: Settings,
+    own_broker: PrivateRedis, settings: Settings
 ) -> None:
+    # A broker of its own: on the session's, a worker still running from the end-to-end tests could take the
+    # re-sent job before its status is read.
+    import redis
+
     from workers import job_store
     from workers.reaper import reap
 
@@ -112,6 +116,7 @@ def test_reaper_hands_back_a_running_job_whose_worker_is_gone_but_not_one_whose_
         holder.release()
     assert str(dead) in report.requeued and str(dead) in report.enqueued
     assert _get(dead).status == "QUEUED" and _get(dead).enqueued_at is not None
+    assert redis.Redis.from_url(own_broker.url).llen("gpu") == 1
     assert _get(alive).status == "RUNNING", "its worker holds the lock: only slow, not dead"
     assert _get(fresh).status == "RUNNING", "a recent heartbeat: never probed"
 
