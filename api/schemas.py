@@ -156,6 +156,9 @@ class ResultView(BaseModel):
     frames_sampled: int
     video: dict[str, Any]
     timings: dict[str, Any]
+    preprocessing: dict[str, Any] = Field(
+        description="Per model: the face-crop convention, input size and normalisation its format prescribes."
+    )
     model_pack: str | None
     test_pack: bool
     calibration_version: str | None

@@ -53,6 +53,7 @@ def result_view(result: Result) -> dict[str, Any]:
         "frames_sampled": result.frames_sampled,
         "video": result.video,
         "timings": result.timings,
+        "preprocessing": result.preprocessing,
         "model_pack": result.model_pack,
         "test_pack": result.test_pack,
         "calibration_version": result.calibration_version,

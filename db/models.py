@@ -141,6 +141,8 @@ class Result(Base):
     frames_sampled: Mapped[int] = mapped_column(Integer, default=0)
     timings: Mapped[dict[str, Any]] = mapped_column(default=dict)
     video: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # member -> {crop, input_size, normalisation}: the inputs each detector saw (its format's convention).
+    preprocessing: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
     model_pack: Mapped[str | None] = mapped_column(String(200))
     test_pack: Mapped[bool] = mapped_column(Boolean, default=False)
     calibration_version: Mapped[str | None] = mapped_column(String(64))

@@ -10,10 +10,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.crop_spec import SEED_PAD30, CropSpec
+from models.preprocessing import Normalisation
+
 
 class Detector(Protocol):
     name: str
     input_size: int
+    crop: CropSpec  # how the crops it is fed are cut
+    normalisation: Normalisation
 
     def predict(self, crops: np.ndarray) -> np.ndarray:
         """crops: uint8 (N, S, S, 3) RGB, S == input_size -> float64 (N,) P(FAKE) in [0, 1]."""
@@ -40,14 +45,6 @@ class OutputSemantics:
         return torch.sigmoid(-logit if self.kind == "sigmoid_real" else logit)
 
 
-@dataclass(frozen=True)
-class Normalisation:
-    """Per-channel mean/std applied after scaling pixels to [0, 1]."""
-
-    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
-
-
 class TorchDetector:
     """A torch network wrapped into the Detector contract: normalisation, batching, device, output semantics."""
 
@@ -60,11 +57,15 @@ class TorchDetector:
         output: OutputSemantics,
         device: str = "cpu",
         batch_size: int = 32,
+        *,
+        crop: CropSpec = SEED_PAD30,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.name = name
         self.input_size = input_size
+        self.normalisation = normalisation
+        self.crop = crop
         self.output = output
         self.batch_size = batch_size
         self.device = torch.device(device)

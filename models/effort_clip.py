@@ -8,13 +8,12 @@ into plain weights.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
 import torch
 from torch import nn
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
-from models.checkpoint import CheckpointError, load_strict, read_state_dict, strip_prefixes
+from models.checkpoint import CheckpointError
 
 
 class EffortClip(nn.Module):
@@ -121,12 +120,11 @@ def decompose_svd_weights(
     return out
 
 
-def load_effort_weights(model: nn.Module, path: Path) -> None:
-    """Load a plain or an Effort SVD-form checkpoint strictly into an EffortClip."""
-    state = strip_prefixes(read_state_dict(path), model.state_dict().keys())
-    state = fold_svd_weights(state)
+def fold_effort_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """An Effort state dict (SVD form or plain) in EffortClip's names -> plain weights EffortClip loads."""
+    folded = fold_svd_weights(state)
     # Older transformers saved CLIP's position_ids (always arange) as a persistent buffer; newer ones do not.
-    position_ids = state.pop("backbone.embeddings.position_ids", None)
+    position_ids = folded.pop("backbone.embeddings.position_ids", None)
     if position_ids is not None and not torch.equal(position_ids.flatten(), torch.arange(position_ids.numel())):
-        raise CheckpointError(f"{path.name}: backbone.embeddings.position_ids is not 0..n-1")
-    load_strict(model, state, source=path.name)
+        raise CheckpointError("backbone.embeddings.position_ids is not 0..n-1")
+    return folded

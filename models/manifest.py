@@ -5,6 +5,7 @@ Pure (yaml + dataclasses, no torch) so the API can read a pack without loading a
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -12,6 +13,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
+
+from models.crop_spec import CONVENTIONS
+from models.preprocessing import NAMED, Normalisation
 
 FUSION_METHODS = ("weighted_average", "noisy_or", "stacker")
 WEIGHTS_DIR_ENV = "VERITY_WEIGHTS_DIR"
@@ -24,15 +28,26 @@ class ManifestError(ValueError):
 
 
 @dataclass(frozen=True)
+class ProbeCheck:
+    """The logits the member gave on the fixed probe input when it was imported (models.loading.probe_input)."""
+
+    logits: tuple[tuple[float, ...], ...]
+    tolerance: float
+
+
+@dataclass(frozen=True)
 class MemberManifest:
     name: str
-    architecture: str  # registry key, e.g. "meso4"
+    format: str  # models.formats key, e.g. "meso4", "deepfakebench_xception"
     checkpoint: str  # file name relative to the weights dir
-    sha256: str | None  # always present once validated; Optional only to mirror the shared contract
-    input_size: int
+    sha256: str | None  # None: not pinned (a shipped pack for public files); the loader logs the actual one
+    input_size: int | None  # None: the format's own
     aggregator: str  # "mean" | "max" | "topk:K" | "softmax:BETA" | "confident"
     weight: float
     options: dict[str, Any] = field(default_factory=dict)  # architecture kwargs (tiny test configs)
+    crop: str | None = None  # a models.crop_spec convention overriding the format's
+    normalisation: Normalisation | None = None  # overrides the format's
+    check: ProbeCheck | None = None
 
 
 @dataclass(frozen=True)
@@ -99,11 +114,13 @@ def _member(raw: object, index: int) -> MemberManifest:
     path = PurePosixPath(checkpoint)
     if not checkpoint or path.is_absolute() or ".." in path.parts:
         raise ManifestError(f"{f.where}.checkpoint: must be a path inside the weights dir, got {checkpoint!r}")
-    sha256 = f.get("sha256", str)
-    if not _SHA256.fullmatch(sha256):
+    # Required, but may be null for a public release whose bytes Verity cannot know in advance (the shipped
+    # packs); the loader then logs the file's sha256 so the operator can pin it.
+    sha256 = f.get("sha256", (str, type(None)))
+    if sha256 is not None and not _SHA256.fullmatch(sha256):
         raise ManifestError(f"{f.where}.sha256: expected 64 lowercase hex digits, got {sha256!r}")
-    input_size = f.get("input_size", int)
-    if input_size <= 0:
+    input_size = f.get("input_size", (int, type(None)), None)
+    if input_size is not None and input_size <= 0:
         raise ManifestError(f"{f.where}.input_size: must be positive, got {input_size}")
     aggregator = f.get("aggregator", str)
     if not _AGGREGATOR.fullmatch(aggregator):
@@ -113,18 +130,63 @@ def _member(raw: object, index: int) -> MemberManifest:
     weight = float(f.get("weight", (int, float), 1.0))
     if weight < 0:
         raise ManifestError(f"{f.where}.weight: must be >= 0, got {weight}")
+    fmt = f.get("format", str, None)
+    legacy = f.get("architecture", str, None)  # the field's name before formats existed
+    if (fmt is None) == (legacy is None):
+        raise ManifestError(f"{f.where}: give exactly one of 'format' (or its old name 'architecture')")
+    crop = f.get("crop", (str, type(None)), None)
+    if crop is not None and crop not in CONVENTIONS:
+        raise ManifestError(f"{f.where}.crop: unknown crop convention {crop!r}; known: {sorted(CONVENTIONS)}")
     member = MemberManifest(
         name=name,
-        architecture=f.get("architecture", str),
+        format=fmt or legacy,
         checkpoint=checkpoint,
         sha256=sha256,
         input_size=input_size,
         aggregator=aggregator,
         weight=weight,
         options=dict(f.get("options", dict, {})),
+        crop=crop,
+        normalisation=_normalisation(f.get("normalisation", (str, dict, type(None)), None), f"{f.where}.normalisation"),
+        check=_check(f.get("check", (dict, type(None)), None), f"{f.where}.check"),
     )
     f.finish()
     return member
+
+
+def _normalisation(raw: str | dict[str, Any] | None, where: str) -> Normalisation | None:
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        if raw not in NAMED:
+            raise ManifestError(f"{where}: unknown normalisation {raw!r}; known: {sorted(NAMED)} or {{mean, std}}")
+        return NAMED[raw]
+    f = _Fields(raw, where)
+    mean, std = f.get("mean", list), f.get("std", list)
+    f.finish()
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (*mean, *std)):
+        raise ManifestError(f"{where}: mean and std must be numbers")
+    try:
+        return Normalisation(tuple(float(v) for v in mean), tuple(float(v) for v in std))  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise ManifestError(f"{where}: {exc}") from None
+
+
+def _check(raw: dict[str, Any] | None, where: str) -> ProbeCheck | None:
+    if raw is None:
+        return None
+    f = _Fields(raw, where)
+    rows = f.get("logits", list)
+    tolerance = float(f.get("tolerance", (int, float)))
+    f.finish()
+    if not rows or not all(
+        isinstance(row, list) and row and all(isinstance(v, (int, float)) and math.isfinite(v) for v in row)
+        for row in rows
+    ):
+        raise ManifestError(f"{where}.logits: expected a non-empty list of lists of finite numbers")
+    if not 0 < tolerance < 1:
+        raise ManifestError(f"{where}.tolerance: must be in (0, 1), got {tolerance}")
+    return ProbeCheck(tuple(tuple(float(v) for v in row) for row in rows), tolerance)
 
 
 def _fusion(raw: object, n_members: int) -> FusionManifest:
@@ -182,10 +244,21 @@ def read_manifest(path: Path) -> PackManifest:
 
 def resolve_weights_dir(manifest_path: Path, manifest: PackManifest, override: Path | None = None) -> Path:
     """The weights folder: the caller's override, else $VERITY_WEIGHTS_DIR, else the manifest's own."""
+    return weights_dir_for(manifest_path, manifest.weights_dir, override)
+
+
+def weights_dir_for(manifest_path: Path, declared: str | None, override: Path | None = None) -> Path:
     if override is not None:
         return Path(override)
     if os.environ.get(WEIGHTS_DIR_ENV):
         return Path(os.environ[WEIGHTS_DIR_ENV])
-    if manifest.weights_dir is None:
+    if declared is None:
         raise ManifestError(f"{manifest_path}: no weights_dir in the manifest and {WEIGHTS_DIR_ENV} is not set")
-    return (Path(manifest_path).parent / manifest.weights_dir).resolve()
+    return (Path(manifest_path).parent / declared).resolve()
+
+
+def missing_checkpoints(manifest_path: Path, weights_dir: Path | None = None) -> list[Path]:
+    """The members' checkpoint files that are not in the weights folder (no torch: for start-up checks)."""
+    manifest = read_manifest(manifest_path)
+    root = resolve_weights_dir(manifest_path, manifest, weights_dir)
+    return [root / m.checkpoint for m in manifest.members if not (root / m.checkpoint).is_file()]

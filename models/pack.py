@@ -7,10 +7,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from models.crop_spec import crop_convention
 from models.detector import Detector, TorchDetector
-from models.integrity import verify_sha256
+from models.formats import get_format
+from models.integrity import sha256_file, verify_sha256
+from models.loading import build, check_identity, load_weights, probe_logits, verify_probe
 from models.manifest import MemberManifest, PackManifest, read_manifest, resolve_weights_dir
-from models.registry import get_arch
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +41,25 @@ def load_member(member: MemberManifest, weights_dir: Path, device: str, batch_si
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found")
     if member.sha256 is None:
-        raise ValueError(f"{member.name}: no sha256 in the manifest; refusing to load unverified weights")
-    verify_sha256(path, member.sha256)
-    spec = get_arch(member.architecture)
-    model = spec.build_model(member.input_size, member.options)
-    spec.load(model, path)
-    return TorchDetector(member.name, model, member.input_size, spec.normalisation, spec.output, device, batch_size)
+        log.warning(
+            "%s: the manifest pins no sha256; loading %s (sha256 %s) on its format's checks alone",
+            member.name,
+            path,
+            sha256_file(path),
+        )
+    else:
+        verify_sha256(path, member.sha256)
+    fmt = get_format(member.format)
+    model = build(fmt, member.input_size, member.options)
+    load_weights(fmt, model, path)
+    check_identity(fmt, model)
+    size = member.input_size or fmt.input_size
+    normalisation = member.normalisation or fmt.normalisation
+    crop = crop_convention(member.crop) if member.crop else fmt.crop
+    detector = TorchDetector(member.name, model, size, normalisation, fmt.output, device, batch_size, crop=crop)
+    if member.check is not None:
+        verify_probe(member.name, member.check, probe_logits(detector.model, normalisation, size))
+    return detector
 
 
 def load_pack(

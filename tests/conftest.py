@@ -247,3 +247,12 @@ def serving(app: Any) -> Iterator[str]:
     finally:
         server.shutdown()
         thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def interop_vector(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """stem -> tests.interop.Vector, each checkpoint written once per session (the B7 file takes ~20 s)."""
+    from tests.interop import make_vector
+
+    folder = tmp_path_factory.mktemp("interop")
+    return lambda stem: make_vector(stem, folder)

@@ -38,6 +38,7 @@ from typing import Any, TextIO, cast
 
 import numpy as np
 import torch
+from models.registry import get_arch
 from torch import nn
 
 from db.media.errors import MediaError
@@ -45,7 +46,6 @@ from db.settings import REPO_ROOT, load_settings
 from models.detector import TorchDetector
 from models.manifest import FusionManifest, MemberManifest, PackManifest
 from models.pack import LoadedMember, LoadedPack, load_pack
-from models.registry import get_arch
 from workers.bench_services import DEFAULT_PG_ADMIN, moto_s3, scratch_database
 from workers.media.faces import FaceDetector
 from workers.naive import run_naive, seed_mtcnn

@@ -18,9 +18,10 @@ from celery.signals import (
 
 from db import heartbeat
 from db.logging_setup import configure_logging, job_id_var
-from db.queue import DETECT_TASK, check_celery_conf, make_celery
+from db.queue import DETECT_TASK, GPU_QUEUE, check_celery_conf, make_celery
 from db.session import dispose_engine_after_fork
 from db.settings import SettingsError, get_settings
+from models.manifest import ManifestError, missing_checkpoints
 
 try:
     settings = get_settings()  # validates the timeout chain; a worker refuses to start on bad settings
@@ -49,6 +50,25 @@ def _remember_node(sender: str, options: dict[str, Any] | None = None, **_: Any)
     queues = (options or {}).get("queues") or ""
     _node["name"] = sender
     _node["queues"] = queues if isinstance(queues, str) else ",".join(queues)
+    if not _node["queues"] or GPU_QUEUE in _node["queues"].split(","):
+        _refuse_without_checkpoints()
+
+
+def _refuse_without_checkpoints() -> None:
+    # Models load lazily on the first job; a pack whose files are absent would otherwise fail every job it takes.
+    try:
+        missing = missing_checkpoints(settings.pack_manifest, settings.weights_dir)
+    except ManifestError as exc:
+        print(f"verity worker: refusing to start: {exc}", file=sys.stderr)
+        raise SystemExit(78) from None
+    if missing:
+        names = ", ".join(p.name for p in missing)
+        print(
+            f"verity worker: refusing to start: pack {settings.pack_manifest} misses {len(missing)} checkpoint "
+            f"file(s) in {missing[0].parent}: {names} (put them there or set VERITY_WEIGHTS_DIR)",
+            file=sys.stderr,
+        )
+        raise SystemExit(78)
 
 
 @worker_process_init.connect

@@ -27,16 +27,10 @@ from db.media.errors import MediaError
 from db.media.probe import check_limits, probe_video
 from models.detector import Detector
 from models.pack import LoadedPack
+from workers.media.crops import Box
 from workers.media.decode import Frame
-from workers.media.faces import Box, Face, crop_face
-from workers.pipeline import (
-    CROP_PADDING_PX,
-    PipelineConfig,
-    _member_specs,
-    _tracked,
-    pack_fusion_spec,
-    sample_indices,
-)
+from workers.media.faces import Face
+from workers.pipeline import PipelineConfig, _member_specs, _tracked, member_crops, pack_fusion_spec, sample_indices
 from workers.scoring.verdict import score_video
 
 SEED_MIN_FACE_PX = 40
@@ -80,7 +74,7 @@ def _box(values: np.ndarray) -> Box:
     return x1, y1, x2, y2
 
 
-def predict_one_by_one(detector: Detector, crops: list[np.ndarray]) -> np.ndarray:
+def predict_one_by_one(detector: Detector, crops: np.ndarray) -> np.ndarray:
     return np.array([detector.predict(crop[np.newaxis])[0] for crop in crops], dtype=np.float64)
 
 
@@ -117,14 +111,12 @@ def run_naive(path: Path, mtcnn: MTCNN, pack: LoadedPack, config: PipelineConfig
     detections = _tracked(faces)
     result["faces_found"] = len(detections)  # as the pipeline counts them: the detections it scores
     lap("tracks")
-    crops = {
-        size: [crop_face(frames[d.position].image, d.face.box, size=size, padding=CROP_PADDING_PX) for d in detections]
-        for size in {m.detector.input_size for m in pack.members}
-    }
+    crops = member_crops(frames, detections, pack)
     lap("crops")
     scores: dict[str, np.ndarray] = {}
     for member in pack.members:
-        scores[member.manifest.name] = predict_one_by_one(member.detector, crops[member.detector.input_size])
+        detector = member.detector
+        scores[member.manifest.name] = predict_one_by_one(detector, crops[detector.crop.name, detector.input_size])
         lap(f"model:{member.manifest.name}")
     track_scores: dict[str, dict[int, list[float]]] = {}
     for name, per_crop in scores.items():

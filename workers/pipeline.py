@@ -16,8 +16,10 @@ import numpy as np
 
 from db.media.probe import Limits, VideoInfo, check_limits, probe_video
 from models.pack import LoadedPack
+from models.preprocessing import normalisation_name
+from workers.media.crops import CropKey, cut_crops
 from workers.media.decode import Frame, read_frames
-from workers.media.faces import Face, FaceDetector, crop_face
+from workers.media.faces import Face, FaceDetector
 from workers.media.tracks import link_tracks
 from workers.scoring.decision import Verdict
 from workers.scoring.sampling import fixed_rate_indices, uniform_indices
@@ -25,7 +27,6 @@ from workers.scoring.verdict import CalibrationState, FusionSpec, MemberSpec, sc
 
 Progress = Callable[[str, float], None]
 
-CROP_PADDING_PX = 30  # seed: crop with 30 px padding around the MTCNN box
 MIN_TRACK_DETECTIONS = 3  # a face seen in fewer sampled frames is too thin to judge a person on
 
 
@@ -104,6 +105,24 @@ def _tracked(faces: list[list[Face]]) -> list[_Detection]:
 def _member_specs(pack: LoadedPack) -> list[MemberSpec]:
     # Every manifest member, loaded or not: one that failed to load is reported, not silently dropped.
     return [MemberSpec(m.name, m.aggregator, m.weight) for m in pack.manifest.members]
+
+
+def member_crops(frames: list[Frame], detections: list[_Detection], pack: LoadedPack) -> dict[CropKey, np.ndarray]:
+    """Each detection's crops, cut once per distinct (convention, size) among the members: see `cut_crops`."""
+    faces = [(frames[d.position].image, d.face.box) for d in detections]
+    return cut_crops(faces, [(m.detector.crop, m.detector.input_size) for m in pack.members])
+
+
+def member_preprocessing(pack: LoadedPack) -> dict[str, dict[str, Any]]:
+    """What each loaded member is fed, for the result."""
+    return {
+        m.manifest.name: {
+            "crop": m.detector.crop.name,
+            "input_size": m.detector.input_size,
+            "normalisation": normalisation_name(m.detector.normalisation),
+        }
+        for m in pack.members
+    }
 
 
 def pack_fusion_spec(pack: LoadedPack) -> FusionSpec:
@@ -210,6 +229,7 @@ def run_pipeline(
         "frames_sampled": len(frames),
         "video": _video_dict(info),
         **pack_info,
+        "preprocessing": member_preprocessing(pack),
     }
     frames_with_face = sum(1 for f in faces if f)
     if frames_with_face < min(config.min_face_frames, len(frames)) or frames_with_face == 0:
@@ -234,20 +254,17 @@ def run_pipeline(
     lap("tracks")
 
     progress("scoring", 0.55)
-    crops: dict[int, np.ndarray] = {}
-    for size in {m.detector.input_size for m in pack.members}:
-        crops[size] = np.stack(
-            [crop_face(frames[d.position].image, d.face.box, size=size, padding=CROP_PADDING_PX) for d in detections]
-        )
+    crops = member_crops(frames, detections, pack)
     lap("crops")
 
     failed = dict(pack.failed)
     per_model_scores: dict[str, np.ndarray] = {}
     for i, member in enumerate(pack.members):
         name = member.manifest.name
+        fed = crops[member.detector.crop.name, member.detector.input_size]
         start = time.perf_counter()
         try:
-            per_model_scores[name] = member.detector.predict(crops[member.detector.input_size])
+            per_model_scores[name] = member.detector.predict(fed)
         except Exception as exc:  # one broken detector is reported; fusion proceeds on the others
             failed[name] = f"{type(exc).__name__}: {exc}"[:500]
         timings[f"model:{name}"] = round(time.perf_counter() - start, 4)

@@ -1,18 +1,17 @@
-"""FaceDetector against facenet-pytorch's own per-frame MTCNN.detect on real clips, and crop_face."""
+"""FaceDetector against facenet-pytorch's own per-frame MTCNN.detect on real clips (crops: test_media_crops)."""
 
 from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 from facenet_pytorch import MTCNN
 
 from db.media.probe import probe_video
 from workers.media.decode import read_frames
-from workers.media.faces import Face, FaceDetector, crop_face
+from workers.media.faces import Face, FaceDetector
 from workers.media.tracks import iou, link_tracks
 
 VIDEOS = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "videos"
@@ -130,52 +129,6 @@ def test_detect_argument_checks(detector: FaceDetector) -> None:
             detector.detect([frame], downscale=downscale)
     with pytest.raises(ValueError, match="12 px"):
         detector.detect([frame], downscale=0.25)  # a 40 px face would be 10 px, under P-Net's window
-
-
-# --- crop_face -----------------------------------------------------------------------------------------
-
-
-def numbered_image(height: int = 300, width: int = 400) -> np.ndarray:
-    """Every pixel distinct enough to tell which region a crop came from."""
-    y, x = np.mgrid[0:height, 0:width]
-    return np.dstack([x % 256, y % 256, (x + y) % 256]).astype(np.uint8)
-
-
-def test_crop_pads_the_box_and_resizes() -> None:
-    image = numbered_image()
-    crop = crop_face(image, (100.0, 80.0, 200.0, 180.0), size=64, padding=30)
-    assert crop.shape == (64, 64, 3)
-    assert crop.dtype == np.uint8
-    expected = cv2.resize(image[50:210, 70:230], (64, 64), interpolation=cv2.INTER_AREA)  # shrinking
-    np.testing.assert_array_equal(crop, expected)
-
-
-def test_crop_rounds_the_box_outwards() -> None:
-    image = numbered_image()
-    crop = crop_face(image, (100.4, 80.6, 199.2, 179.9), size=100, padding=0)
-    np.testing.assert_array_equal(crop, cv2.resize(image[80:180, 100:200], (100, 100), interpolation=cv2.INTER_AREA))
-
-
-def test_crop_clamps_at_the_frame_border() -> None:
-    image = numbered_image()
-    # MTCNN boxes can start outside the frame: the padded box is cut at the edges, then resized.
-    crop = crop_face(image, (-12.0, -5.0, 40.0, 60.0), size=32, padding=30)
-    np.testing.assert_array_equal(crop, cv2.resize(image[0:90, 0:70], (32, 32), interpolation=cv2.INTER_AREA))
-    crop = crop_face(image, (380.0, 270.0, 420.0, 310.0), size=24, padding=10)
-    np.testing.assert_array_equal(crop, cv2.resize(image[260:300, 370:400], (24, 24), interpolation=cv2.INTER_AREA))
-
-
-def test_small_crop_is_enlarged_smoothly() -> None:
-    image = numbered_image()
-    crop = crop_face(image, (50.0, 50.0, 70.0, 70.0), size=224, padding=5)
-    assert crop.shape == (224, 224, 3)
-    expected = cv2.resize(image[45:75, 45:75], (224, 224), interpolation=cv2.INTER_CUBIC)
-    np.testing.assert_array_equal(crop, expected)
-
-
-def test_crop_outside_the_frame_is_an_error() -> None:
-    with pytest.raises(ValueError, match="outside"):
-        crop_face(numbered_image(), (500.0, 10.0, 540.0, 50.0), size=32, padding=30)
 
 
 @needs_videos

@@ -1,4 +1,4 @@
-"""The DESIGN §6 architectures: full-size parameter counts, the test pack, strict loading, Effort's SVD form."""
+"""Verity's own formats (DESIGN §6): full-size parameter counts, the test pack, strict loading, Effort's SVD form."""
 
 from __future__ import annotations
 
@@ -10,46 +10,51 @@ import timm
 import torch
 
 from models.checkpoint import CheckpointError, read_state_dict
-from models.effort_clip import EffortClip, decompose_svd_weights, fold_svd_weights, load_effort_weights
-from models.f3net import F3Net
+from models.effort_clip import EffortClip, decompose_svd_weights, fold_svd_weights
+from models.formats import formats, get_format
 from models.integrity import sha256_file
+from models.loading import build, load_weights
 from models.manifest import read_manifest
 from models.pack import LoadedPack, load_pack
-from models.registry import architectures, get_arch
 from models.testpack import TEST_PACK_NAME, TINY_MEMBERS, TinyMember, write_test_pack
 
-# The seed's own counts (DESIGN §6), which match timm exactly; f3net adds 9 input channels to conv1
-# (32 * 9 * 3 * 3 = 2,592) and effort_clip is CLIP ViT-L/14's vision tower (303,179,776) plus Linear(1024, 2).
+# The seed's own counts (DESIGN §6), which match timm exactly; effort_clip is CLIP ViT-L/14's vision tower
+# (303,179,776) plus Linear(1024, 2). The public formats: F3Net adds 9 input channels to Xception's conv1
+# (32 * 9 * 3 * 3 = 2,592) and four learnable 256 x 256 band masks; the DFDC B7 has one logit.
 FULL_SIZE_PARAMS = {
     "xception": 20_811_050,
     "efficientnet_b4": 17_552_202,
     "hybrid": 97_894_209,
-    "f3net": 20_811_050 + 2_592,
     "effort_clip": 303_179_776 + 2_050,
     "meso4": 27_977,
     "mesoinception4": 28_615,
+    "deepfakebench_xception": 20_811_050,
+    "deepfakebench_f3net": 20_811_050 + 2_592 + 4 * 256 * 256,
+    "deepfakebench_effort": 303_179_776 + 2_050,
+    "ffpp_xception": 20_811_050,
 }
+OWN_FORMATS = {"xception", "efficientnet_b4", "hybrid", "effort_clip", "meso4", "mesoinception4"}
 
 
-def build_full_size_on_meta(architecture: str) -> torch.nn.Module:
+def build_full_size_on_meta(format_name: str) -> torch.nn.Module:
     """Shapes without memory: counting ViT-L/14's 303M parameters this way takes milliseconds."""
-    spec = get_arch(architecture)
+    fmt = get_format(format_name)
     with torch.device("meta"):
-        return spec.build_model(spec.input_size, {})
+        return fmt.build_model(fmt.input_size, {})
 
 
 def n_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-@pytest.mark.parametrize("architecture", sorted(FULL_SIZE_PARAMS))
-def test_full_size_parameter_counts(architecture: str) -> None:
-    assert n_params(build_full_size_on_meta(architecture)) == FULL_SIZE_PARAMS[architecture]
+@pytest.mark.parametrize("format_name", sorted(FULL_SIZE_PARAMS))
+def test_full_size_parameter_counts(format_name: str) -> None:
+    assert n_params(build_full_size_on_meta(format_name)) == FULL_SIZE_PARAMS[format_name]
 
 
-def test_every_registered_architecture_is_counted_and_in_the_test_pack() -> None:
-    assert set(architectures()) == set(FULL_SIZE_PARAMS) == {m.architecture for m in TINY_MEMBERS}
-    assert round(FULL_SIZE_PARAMS["f3net"] / 1e6, 1) == 20.8
+def test_every_own_format_is_counted_and_in_the_test_pack() -> None:
+    assert set(formats()) >= OWN_FORMATS
+    assert {m.format for m in TINY_MEMBERS} == OWN_FORMATS
     assert round(FULL_SIZE_PARAMS["effort_clip"] / 1e6) == 303
 
 
@@ -62,20 +67,6 @@ def test_builders_match_timm_layouts() -> None:
     for name, timm_model in reference.items():
         ours = build_full_size_on_meta(name).state_dict()
         assert {k: v.shape for k, v in ours.items()} == {k: v.shape for k, v in timm_model.state_dict().items()}
-    f3net = build_full_size_on_meta("f3net").state_dict()
-    assert f3net.keys() == reference["xception"].state_dict().keys()  # the filters are not checkpointed
-    assert f3net["conv1.weight"].shape == (32, 12, 3, 3)
-
-
-def test_f3net_noise_features() -> None:
-    model = F3Net(middle_blocks=0)
-    flat = torch.full((1, 3, 8, 8), 0.7)
-    # Replicate padding: no invented edges at the border.
-    torch.testing.assert_close(model.noise_features(flat), torch.zeros(1, 9, 8, 8), atol=1e-6, rtol=0)
-    ramp = torch.arange(8.0).expand(1, 3, 8, 8)  # brightness rises left to right
-    features = model.noise_features(ramp)
-    assert torch.all(features[:, 0:3, :, 1:-1] == 8.0)  # Sobel-x: slope 1 times the kernel's weight 8
-    assert torch.all(features[:, 3:6] == 0.0)  # Sobel-y sees no vertical change
 
 
 # --- the test pack --------------------------------------------------------------------------------------
@@ -100,7 +91,7 @@ def test_test_pack_manifest(test_pack: Path) -> None:
 
 def test_every_architecture_loads_strictly_and_predicts(loaded: LoadedPack) -> None:
     assert loaded.failed == {}
-    assert sorted(m.manifest.architecture for m in loaded.members) == sorted(architectures())
+    assert {m.manifest.format for m in loaded.members} == OWN_FORMATS
     rng = np.random.default_rng(0)
     for member in loaded.members:
         size = member.detector.input_size
@@ -109,16 +100,19 @@ def test_every_architecture_loads_strictly_and_predicts(loaded: LoadedPack) -> N
         assert np.all((scores >= 0) & (scores <= 1)), member.manifest.name
 
 
-@pytest.mark.parametrize("member", TINY_MEMBERS, ids=lambda m: m.architecture)
+# MesoNet is read from Keras HDF5 files: tests/unit/test_models_mesonet.py.
+@pytest.mark.parametrize(
+    "member", [m for m in TINY_MEMBERS if not get_format(m.format).load_weights], ids=lambda m: m.format
+)
 def test_checkpoint_variants(member: TinyMember, test_pack: Path, tmp_path: Path) -> None:
-    manifest = next(m for m in read_manifest(test_pack).members if m.architecture == member.architecture)
-    spec = get_arch(manifest.architecture)
+    manifest = next(m for m in read_manifest(test_pack).members if m.format == member.format)
+    fmt = get_format(manifest.format)
     state = read_state_dict(test_pack.parent / manifest.checkpoint)
 
     def load(obj: object) -> torch.nn.Module:
         torch.save(obj, tmp_path / "variant.pt")
-        model = spec.build_model(manifest.input_size, manifest.options)
-        spec.load(model, tmp_path / "variant.pt")
+        model = build(fmt, manifest.input_size, manifest.options)
+        load_weights(fmt, model, tmp_path / "variant.pt")
         return model
 
     reference = load(state).state_dict()
@@ -159,7 +153,7 @@ def test_svd_form_folds_back_to_the_same_network(tmp_path: Path) -> None:
     torch.save(svd, tmp_path / "effort.pth")
     reloaded = tiny_effort()
     torch.nn.init.zeros_(reloaded.head.weight)
-    load_effort_weights(reloaded, tmp_path / "effort.pth")
+    load_weights(get_format("effort_clip"), reloaded, tmp_path / "effort.pth")
     x = torch.randn(2, 3, 28, 28)
     with torch.inference_mode():
         torch.testing.assert_close(reloaded(x), model(x), atol=1e-4, rtol=1e-4)

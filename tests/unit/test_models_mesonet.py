@@ -13,7 +13,7 @@ from PIL import Image
 from models.checkpoint import CheckpointError
 from models.detector import OutputSemantics, TorchDetector
 from models.mesonet import Meso4, MesoInception4, load_mesonet_weights
-from models.registry import UNIT
+from models.preprocessing import UNIT
 
 MESONET = Path(__file__).resolve().parents[2] / ".." / "shared" / "testdata" / "weights" / "mesonet"
 pytestmark = pytest.mark.skipif(

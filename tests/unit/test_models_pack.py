@@ -13,11 +13,11 @@ import yaml
 
 from models.checkpoint import CheckpointError, load_checkpoint
 from models.detector import Normalisation, OutputSemantics, TorchDetector
+from models.formats import UnknownFormatError, formats, get_format
 from models.integrity import sha256_file
 from models.manifest import ManifestError, parse_manifest, read_manifest
 from models.mesonet import Meso4
 from models.pack import PackLoadError, load_pack
-from models.registry import UnknownArchitectureError, architectures, get_arch
 
 REPO = Path(__file__).resolve().parents[2]
 MESONET = REPO / ".." / "shared" / "testdata" / "weights" / "mesonet"
@@ -64,6 +64,12 @@ def test_default_manifest_reads() -> None:
         (lambda d: d["fusion"].update(t_low=0.9), "t_low <= t_high"),
         (lambda d: d["fusion"].update(min_models=3), "min_models: must be between 1 and 2"),
         (lambda d: d.update(members=[]), "at least one member"),
+        (lambda d: d["members"][0].update(architecture="meso4"), "give exactly one of 'format'"),
+        (lambda d: d["members"][0].update(crop="tight"), "unknown crop convention 'tight'"),
+        (lambda d: d["members"][0].update(normalisation="imagenette"), "unknown normalisation 'imagenette'"),
+        (lambda d: d["members"][0].update(normalisation={"mean": [0.5], "std": [0.5]}), "3 means and 3 positive"),
+        (lambda d: d["members"][0].update(check={"logits": [], "tolerance": 0.001}), "check.logits: expected"),
+        (lambda d: d["members"][0].update(check={"logits": [[1.0]], "tolerance": 2}), "tolerance: must be in"),
     ],
 )
 def test_invalid_manifests_are_rejected_with_the_field(edit: Any, message: str) -> None:
@@ -186,10 +192,10 @@ def test_predict_batches_normalises_and_rejects_wrong_input() -> None:
 
 
 def test_registry_knows_mesonet_and_names_unknowns() -> None:
-    assert {"meso4", "mesoinception4"} <= set(architectures())
-    assert get_arch("meso4").output == OutputSemantics("sigmoid_real")
-    with pytest.raises(UnknownArchitectureError, match="unknown architecture 'resnet9000'"):
-        get_arch("resnet9000")
+    assert {"meso4", "mesoinception4"} <= set(formats())
+    assert get_format("meso4").output == OutputSemantics("sigmoid_real")
+    with pytest.raises(UnknownFormatError, match="unknown format 'resnet9000'"):
+        get_format("resnet9000")
 
 
 @needs_mesonet
@@ -230,6 +236,6 @@ def test_sha_mismatch_names_file_and_both_hashes(tmp_path: Path) -> None:
 def test_pack_with_no_loadable_member_raises(tmp_path: Path) -> None:
     doc = default_pack_doc()
     for member in doc["members"]:
-        member["architecture"] = "nope"
-    with pytest.raises(PackLoadError, match="unknown architecture 'nope'"):
+        member["format"] = "nope"
+    with pytest.raises(PackLoadError, match="unknown format 'nope'"):
         load_pack(write_pack(tmp_path, doc), weights_dir=MESONET)

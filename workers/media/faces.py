@@ -1,6 +1,5 @@
-"""Find faces with MTCNN (facenet-pytorch) and cut padded, resized face crops."""
+"""Find faces with MTCNN (facenet-pytorch); :mod:`workers.media.crops` cuts the crops."""
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -12,10 +11,9 @@ from facenet_pytorch import MTCNN
 from facenet_pytorch.models.utils.detect_face import detect_face
 from numpy.typing import NDArray
 
+from workers.media.crops import Box
 from workers.media.mtcnn import detect_face as sat_detect_face
 from workers.media.mtcnn import refine_faces
-
-Box = tuple[float, float, float, float]  # x1, y1, x2, y2 in full-frame pixels
 
 # MTCNN's P-Net looks at 12 px windows: a smaller minimum face size would mean upsampling the frame.
 _PNET_WINDOW_PX = 12
@@ -23,7 +21,7 @@ _PNET_WINDOW_PX = 12
 
 @dataclass(frozen=True)
 class Face:
-    box: Box  # as MTCNN returns it: may reach slightly outside the frame; crop_face clamps
+    box: Box  # as MTCNN returns it: may reach slightly outside the frame; crops are cut inside it
     prob: float
 
 
@@ -141,24 +139,6 @@ def _neighbours(keys: Sequence[int], position: int) -> list[int]:
 def _as_box(values: NDArray[np.float64]) -> Box:
     x1, y1, x2, y2 = (float(v) for v in values)
     return x1, y1, x2, y2
-
-
-def crop_face(image: NDArray[np.uint8], box: Box, *, size: int, padding: int = 30) -> NDArray[np.uint8]:
-    """The box grown by `padding` px on each side, clamped to the frame, resized to size x size RGB.
-
-    The aspect ratio is not kept (as in the seed); MTCNN boxes are close to square, so only crops
-    clamped at a frame border are stretched.
-    """
-    height, width = image.shape[:2]
-    x1 = max(0, math.floor(box[0]) - padding)
-    y1 = max(0, math.floor(box[1]) - padding)
-    x2 = min(width, math.ceil(box[2]) + padding)
-    y2 = min(height, math.ceil(box[3]) + padding)
-    if x2 <= x1 or y2 <= y1:
-        raise ValueError(f"box {box} with padding {padding} lies outside the {width}x{height} frame")
-    crop = image[y1:y2, x1:x2]
-    shrinking = crop.shape[0] >= size and crop.shape[1] >= size
-    return _resize(crop, size, size, cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
 
 
 def _resize(image: NDArray[np.uint8], width: int, height: int, interpolation: int) -> NDArray[np.uint8]:
