@@ -1,7 +1,7 @@
 """`verity-pack` (also `./verity pack`): bring your own checkpoint into a pack, check a pack, list formats.
 
     verity-pack formats
-    verity-pack import FORMAT CHECKPOINT --pack PACK.yaml [--name N] [--weight W] [--aggregator A]
+    verity-pack import FORMAT CHECKPOINT --pack PACK.yaml [--name N] [--weight W] [--aggregator A] [--options JSON]
     verity-pack check PACK.yaml [--weights-dir DIR]
     verity-pack convert-pickle SRC DST      (offline, for a whole pickled module from a source you trust)
 
@@ -11,6 +11,7 @@ Exit status: 0 done, 1 refused (the message says why), 2 usage.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -69,6 +70,7 @@ def import_checkpoint(
     name: str | None = None,
     weight: float = 1.0,
     aggregator: str = "mean",
+    options: dict[str, Any] | None = None,
 ) -> Imported:
     """Load `checkpoint` as `format_name` on CPU (safe read, adapt, strict load, identity), record its probe
     logits and add (or replace) the member in `pack`, creating the pack if it does not exist."""
@@ -81,7 +83,7 @@ def import_checkpoint(
     raw = yaml.safe_load(pack.read_text(encoding="utf-8")) if pack.exists() else _new_pack(pack.stem)
     member_name = name or fmt.name
     try:
-        model = build(fmt, None, {})
+        model = build(fmt, None, options or {})
         load_weights(fmt, model, checkpoint)
         check_identity(fmt, model)
     except (CheckpointError, ValueError) as exc:
@@ -106,6 +108,7 @@ def import_checkpoint(
         "crop": fmt.crop.name,
         "aggregator": aggregator,
         "weight": weight,
+        **({"options": options} if options else {}),
         "check": {"logits": probe, "tolerance": DEFAULT_PROBE_TOLERANCE},
     }
     raw["members"] = [m for m in raw["members"] if m.get("name") != member_name] + [member]
@@ -162,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     imp.add_argument("--name")
     imp.add_argument("--weight", type=float, default=1.0)
     imp.add_argument("--aggregator", default="mean")
+    imp.add_argument("--options", type=json.loads, help="builder arguments as JSON, for a non-standard configuration")
     chk = sub.add_parser("check", help="load every member of a pack as a worker would, without running a job")
     chk.add_argument("pack", type=Path)
     chk.add_argument("--weights-dir", type=Path)
@@ -175,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(describe(get_format(name)))
             return 0
         if args.command == "import":
-            result = import_checkpoint(args.format, args.checkpoint, args.pack, args.name, args.weight, args.aggregator)
+            result = import_checkpoint(
+                args.format, args.checkpoint, args.pack, args.name, args.weight, args.aggregator, args.options
+            )
             _print_import(result, get_format(args.format), args.pack)
             return 0
         if args.command == "check":

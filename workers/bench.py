@@ -7,7 +7,12 @@ its frame scores inserted into a scratch Postgres database, in one transaction l
 That round trip is the same code for both, so it is measured once per clip and repeat and counted in both
 end-to-end totals. It prints per-stage seconds per video with the naive / Verity ratio, median seconds per video,
 frames/s, videos/min, peak memory, checks that both reach the same verdicts, and measures the throughput of a
-multi-video loop with and without decoding the next video while the current one is in inference.
+multi-video loop with and without decoding the next video while the current one is in inference. On the first clip
+whose faces reach the detectors it also runs each member alone on the crops the pipeline fed it, for its seconds per
+crop and its memory.
+
+``--full-size-pack [PACK]`` times a pack whose checkpoints are not here: every member built from its format at full
+size with seeded random weights (the scores mean nothing; the work is the real one).
 
 The machines are shared: read the ratios, which are measured side by side; absolute times only mean something
 on an otherwise idle host (a GPU host for the GPU numbers).
@@ -38,32 +43,36 @@ from typing import Any, TextIO, cast
 
 import numpy as np
 import torch
-from models.registry import get_arch
 from torch import nn
 
 from db.media.errors import MediaError
 from db.settings import REPO_ROOT, load_settings
+from models.crop_spec import crop_convention
 from models.detector import TorchDetector
-from models.manifest import FusionManifest, MemberManifest, PackManifest
+from models.formats import get_format
+from models.loading import build
+from models.manifest import read_manifest
 from models.pack import LoadedMember, LoadedPack, load_pack
 from workers.bench_services import DEFAULT_PG_ADMIN, moto_s3, scratch_database
 from workers.media.faces import FaceDetector
 from workers.naive import run_naive, seed_mtcnn
-from workers.pipeline import Decoded, PipelineConfig, PipelineOutput, decode_video, run_pipeline
+from workers.pipeline import (
+    Decoded,
+    PipelineConfig,
+    PipelineOutput,
+    _tracked,
+    decode_video,
+    member_crops,
+    run_pipeline,
+)
 from workers.resources import detector_batch_size, pipeline_config, resolve_device
+from workers.scoring.decision import Verdict
 
 TESTDATA = REPO_ROOT.parent / "shared" / "testdata"
 SCORE_TOLERANCE = 1e-3
 VARIANTS = ("naive", "verity")
-
-# The five detectors of DESIGN.md §6 at full size, random weights: for timing only, the scores mean nothing.
-FULL_SIZE_MEMBERS = (
-    ("xception", "topk:4"),
-    ("efficientnet_b4", "softmax:5"),
-    ("f3net", "topk:4"),
-    ("effort_clip", "topk:4"),
-    ("hybrid", "topk:4"),
-)
+PACKS_DIR = REPO_ROOT / "models" / "packs"
+FULL_SIZE_DEFAULT = "seed-deepfakebench"
 
 
 @dataclass(frozen=True)
@@ -135,27 +144,46 @@ def _manifest_clips(manifest: Path) -> list[Clip]:
 # ---------------------------------------------------------------------------------------------- models
 
 
-def full_size_pack(device: str, batch_size: int, seed: int = 0) -> LoadedPack:
-    """The five full-size architectures with seeded random weights, built in memory (no 1.8 GB of checkpoints)."""
+def shipped_pack(spec: str) -> Path:
+    """A shipped pack's short name (``dfdc-winner``: models/packs/dfdc-winner.yaml) or a manifest's path."""
+    shipped = PACKS_DIR / f"{spec}.yaml"
+    return shipped if shipped.is_file() else Path(spec)
+
+
+def full_size_pack(manifest_path: Path, device: str, batch_size: int, seed: int = 0) -> LoadedPack:
+    """Every member of the pack built from its format at full size with seeded random weights, in memory (no
+    checkpoint files), fed as the real pack is: its input size, normalisation, output semantics and crop
+    convention, the member's overrides included. TIMING ONLY: the scores mean nothing."""
+    manifest = read_manifest(manifest_path)
     members: list[LoadedMember] = []
     seconds: dict[str, float] = {}
-    for index, (arch, aggregator) in enumerate(FULL_SIZE_MEMBERS):
+    for index, member in enumerate(manifest.members):
         start = time.perf_counter()
-        spec = get_arch(arch)
+        fmt = get_format(member.format)
         torch.manual_seed(seed + index)
-        model = spec.build_model(spec.input_size, {})
-        manifest = MemberManifest(arch, arch, "(random weights)", None, spec.input_size, aggregator, 1.0)
-        detector = TorchDetector(arch, model, spec.input_size, spec.normalisation, spec.output, device, batch_size)
-        members.append(LoadedMember(manifest, detector))
-        seconds[arch] = time.perf_counter() - start
-    pack_manifest = PackManifest(
-        name="full-size random weights (TIMING ONLY)",
-        version=f"random-{seed}",
+        model = build(fmt, member.input_size, member.options)
+        detector = TorchDetector(
+            member.name,
+            model,
+            member.input_size or fmt.input_size,
+            member.normalisation or fmt.normalisation,
+            fmt.output,
+            device,
+            batch_size,
+            crop=crop_convention(member.crop) if member.crop else fmt.crop,
+        )
+        # No file, so nothing to pin or probe.
+        timing_member = dataclasses.replace(member, checkpoint="(random weights)", sha256=None, check=None)
+        members.append(LoadedMember(timing_member, detector))
+        seconds[member.name] = time.perf_counter() - start
+    pack_manifest = dataclasses.replace(
+        manifest,
+        name=f"{manifest.name} full-size random weights (TIMING ONLY)",
+        version=f"{manifest.version}+random-{seed}",
         test_pack=True,
-        description="Full-size architectures, seeded random weights, for benchmarks.",
+        description=f"{manifest.name}'s members from their formats with seeded random weights, for benchmarks.",
         weights_dir=None,
         members=tuple(m.manifest for m in members),
-        fusion=FusionManifest("weighted_average", 0.35, 0.65, 2),
     )
     return LoadedPack(pack_manifest, members, seconds, {})
 

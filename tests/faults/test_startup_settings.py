@@ -77,3 +77,17 @@ def test_visibility_timeout_must_reach_every_place_celery_reads_it(
 def test_the_soft_time_limit_leaves_room_to_record_the_timeout(limit: int, soft: float) -> None:
     # It used to be max(1, limit - 30): a 20 s limit gave a 1 s soft limit that failed every job.
     assert soft_time_limit_s(limit) == pytest.approx(soft)
+
+
+def test_gpu_worker_refuses_a_pack_whose_checkpoints_are_absent(tmp_path: Path) -> None:
+    # The shipped seed pack names public files an operator must provide; until they are there, say which.
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "f3net_best.pth").write_bytes(b"present")
+    env = {
+        "VERITY_PACK": str(REPO / "models/packs/seed-deepfakebench.yaml"),
+        "VERITY_WEIGHTS_DIR": str(tmp_path / "weights"),
+    }
+    done = _run(tmp_path, ["worker", "-Q", "gpu"], env)
+    assert done.returncode == 78, done.stderr[-2000:]
+    assert "misses 3 checkpoint file(s)" in done.stderr and "Traceback" not in done.stderr
+    assert "xception_best.pth, effnb4_best.pth, effort_clip_L14_trainOn_FaceForensic.pth" in done.stderr
