@@ -60,13 +60,12 @@ from workers.pipeline import (
     Decoded,
     PipelineConfig,
     PipelineOutput,
-    _tracked,
     decode_video,
     member_crops,
     run_pipeline,
+    tracked_detections,
 )
 from workers.resources import detector_batch_size, pipeline_config, resolve_device
-from workers.scoring.decision import Verdict
 
 TESTDATA = REPO_ROOT.parent / "shared" / "testdata"
 SCORE_TOLERANCE = 1e-3
@@ -106,10 +105,26 @@ class Run:
 
 
 @dataclass
+class MemberCost:
+    """One member alone on one clip's crops, in its own batch size."""
+
+    member: str
+    format: str
+    crop: str
+    input_size: int
+    crops: int
+    s_per_crop: float  # median over the crops; a crop's time is its batch's over the batch's size
+    peak_rss_growth_mb: float
+    weights_mb: float  # parameters and buffers
+    cuda_peak_growth_mb: float | None  # peak allocated over what was allocated before: activations, workspaces
+
+
+@dataclass
 class ClipReport:
     clip: Clip
     resolution: str = ""
     runs: list[Run] = field(default_factory=list)
+    members: list[MemberCost] = field(default_factory=list)  # measured on the first clip whose faces were scored
     frame_max_abs_diff: int | None = None  # naive (OpenCV) vs Verity (PyAV) decoded pixels
     error: str | None = None
 
@@ -226,6 +241,48 @@ def measured(device: str) -> Iterator[dict[str, float | None]]:
     out["cpu_seconds"] = time.process_time() - cpu
     out["peak_rss_mb"] = _vm_hwm_mb()
     out["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
+
+
+def member_costs(pack: LoadedPack, output: PipelineOutput, device: str) -> list[MemberCost]:
+    """Each member run alone on the crops the pipeline fed it (the same tracks, conventions and sizes), batch by
+    batch in its own batch size: seconds per crop, peak RSS and CUDA memory growth while it runs, its weights.
+    Empty when no face was scored; a member that failed in the pipeline is left out."""
+    scored = {row["model"] for row in output.frame_rows}
+    if not scored:
+        return []
+    crops = member_crops(output.frames, tracked_detections(output.faces), pack)
+    costs: list[MemberCost] = []
+    for member in pack.members:
+        detector = member.detector
+        # Only a torch network has a batch size and weights to weigh.
+        if member.manifest.name not in scored or not isinstance(detector, TorchDetector):
+            continue
+        fed = crops[detector.crop.name, detector.input_size]
+        per_crop: list[float] = []
+        with measured(device) as stats:
+            rss_before = _vm_hwm_mb()  # the peak was just reset: this is the resident size now
+            cuda_before = torch.cuda.memory_allocated() / 2**20 if device.startswith("cuda") else 0.0
+            for start in range(0, len(fed), detector.batch_size):
+                batch = fed[start : start + detector.batch_size]
+                began = time.perf_counter()
+                detector.predict(batch)  # returns scores on the host, so CUDA work is finished
+                per_crop += [(time.perf_counter() - began) / len(batch)] * len(batch)
+        cuda_peak = stats["cuda_peak_mb"]
+        tensors = [*detector.model.parameters(), *detector.model.buffers()]
+        costs.append(
+            MemberCost(
+                member=member.manifest.name,
+                format=member.manifest.format,
+                crop=detector.crop.name,
+                input_size=detector.input_size,
+                crops=len(fed),
+                s_per_crop=_median(per_crop),
+                peak_rss_growth_mb=float(stats["peak_rss_mb"] or 0.0) - rss_before,
+                weights_mb=sum(t.numel() * t.element_size() for t in tensors) / 2**20,
+                cuda_peak_growth_mb=None if cuda_peak is None else cuda_peak - cuda_before,
+            )
+        )
+    return costs
 
 
 # ---------------------------------------------------------------------------------------------- storage
@@ -352,7 +409,10 @@ def _frame_diff(a: list[np.ndarray], b: list[np.ndarray]) -> int | None:
     return max((int(np.abs(x.astype(np.int16) - y).max()) for x, y in zip(a, b, strict=True)), default=0)
 
 
-def bench_clip(bench: Bench, clip: Clip, repeats: int, first: int, log: TextIO) -> ClipReport:
+def bench_clip(
+    bench: Bench, clip: Clip, repeats: int, first: int, log: TextIO, profile_members: bool = False
+) -> ClipReport:
+    """``profile_members``: after the first Verity run that scored faces, measure each member alone on its crops."""
     report = ClipReport(clip)
     try:
         for repeat in range(repeats):
@@ -365,6 +425,8 @@ def bench_clip(bench: Bench, clip: Clip, repeats: int, first: int, log: TextIO) 
                     verity_frames = [f.image for f in output.frames]
                     video = output.result["video"]
                     report.resolution = f"{video['width']}x{video['height']}"
+                    if profile_members and repeat == 0:
+                        report.members = member_costs(bench.pack, output, bench.device)
                 elif bench.naive_mtcnn is not None:
                     run, naive_frames = bench.naive(clip, repeat)
                 else:
@@ -449,7 +511,9 @@ def summarise(reports: list[ClipReport]) -> dict[str, Any]:
             "peak_rss_mb": max((r.peak_rss_mb for rep in ok for r in rep.of(v)), default=0.0),
             "cuda_peak_mb": max(cuda) if cuda else None,
         }
-    return {"clips": n, "stages": stages, "overall": overall, "verdicts": compare_verdicts(ok)}
+    first = next((rep for rep in ok if rep.members), None)
+    members = {"clip": first.clip.name, "rows": [dataclasses.asdict(c) for c in first.members]} if first else None
+    return {"clips": n, "stages": stages, "overall": overall, "verdicts": compare_verdicts(ok), "members": members}
 
 
 def compare_verdicts(reports: list[ClipReport]) -> list[dict[str, Any]]:
@@ -501,6 +565,8 @@ def print_summary(summary: dict[str, Any], out: TextIO) -> None:
         if len(variants) == 2:
             line += f"{_fmt(row.get('ratio'), '.1f') + 'x':>14}"
         print(line + f"{_fmt(100 * row['verity_share'] if 'verity_share' in row else None, '.1f') + '%':>14}", file=out)
+    if summary["members"]:
+        print_members(summary["members"], stages, out)
     print(f"\n{'':<28}" + "".join(f"{v:>12}" for v in variants), file=out)
     for key, spec in (
         ("median_s_per_video", ".3f"),
@@ -548,6 +614,27 @@ def print_summary(summary: dict[str, Any], out: TextIO) -> None:
     )
 
 
+def print_members(members: dict[str, Any], stages: dict[str, dict[str, float]], out: TextIO) -> None:
+    print(
+        f"\nper member, alone on the crops the pipeline fed it from {members['clip']}, in its batch size "
+        "(share: its model stage's share of Verity's total, all clips)",
+        file=out,
+    )
+    print(
+        f"{'member':<16}{'format':<30}{'crop':<16}{'size':>5}{'crops':>6}{'s/crop':>9}{'RSS +MB':>9}"
+        f"{'weights MB':>11}{'CUDA +MB':>9}{'share':>8}",
+        file=out,
+    )
+    for r in members["rows"]:
+        share = stages.get(f"model:{r['member']}", {}).get("verity_share")
+        print(
+            f"{r['member']:<16}{r['format']:<30}{r['crop']:<16}{r['input_size']:>5}{r['crops']:>6}"
+            f"{r['s_per_crop']:>9.3f}{r['peak_rss_growth_mb']:>9.0f}{r['weights_mb']:>11.0f}"
+            f"{_fmt(r['cuda_peak_growth_mb'], '.0f'):>9}{_fmt(None if share is None else 100 * share, '.1f') + '%':>8}",
+            file=out,
+        )
+
+
 # ---------------------------------------------------------------------------------------------- throughput
 
 
@@ -582,7 +669,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     packs = p.add_mutually_exclusive_group()
     packs.add_argument("--pack", type=Path, help="pack manifest (default: VERITY_PACK, the MesoNet pack)")
-    packs.add_argument("--full-size-pack", action="store_true", help="the five full-size detectors, random weights")
+    packs.add_argument(
+        "--full-size-pack",
+        nargs="?",
+        const=FULL_SIZE_DEFAULT,
+        metavar="PACK",
+        help=f"time PACK (a shipped pack's name: {', '.join(sorted(p.stem for p in PACKS_DIR.glob('*.yaml')))}; or a "
+        f"manifest path; default {FULL_SIZE_DEFAULT}) with every member built at full size from its format with "
+        "random weights: no checkpoint files needed, TIMING ONLY",
+    )
     p.add_argument("--downscale", type=float, help="face-detection downscale for every clip (VERITY_FACE_DOWNSCALE)")
     p.add_argument(
         "--face-short-side",
@@ -642,7 +737,7 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> dict[str, A
     if not clips:
         raise SystemExit(f"no clips found for {args.clips or [str(TESTDATA / 'manifest.csv')]}")
     if args.full_size_pack:
-        pack = full_size_pack(device, batch)
+        pack = full_size_pack(shipped_pack(args.full_size_pack), device, batch)
     else:
         pack = load_pack(args.pack or settings.pack_manifest, settings.weights_dir, device, batch)
     if args.compile:
@@ -663,7 +758,11 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> dict[str, A
     )
     try:
         _warm_up(bench, clips[0])
-        reports = [bench_clip(bench, clip, args.repeat, i, out) for i, clip in enumerate(clips)]
+        reports: list[ClipReport] = []
+        for i, clip in enumerate(clips):
+            # Each member's own costs once: on the first clip whose faces reached the detectors.
+            profile = not any(rep.members for rep in reports)
+            reports.append(bench_clip(bench, clip, args.repeat, i, out, profile_members=profile))
         summary = summarise(reports)
         if len(clips) > 1 and not args.no_throughput:
             summary["throughput"] = {
@@ -717,7 +816,9 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> dict[str, A
 
 def _warm_up(bench: Bench, clip: Clip) -> None:
     """One short untimed run of each variant: first calls pay for thread pools and kernel selection."""
-    short = dataclasses.replace(bench, config=dataclasses.replace(bench.config, max_frames=4), storage=None)
+    # No more frames than the measured runs take: a full-size pack's large members make each crop count.
+    short_config = dataclasses.replace(bench.config, max_frames=min(4, bench.config.max_frames))
+    short = dataclasses.replace(bench, config=short_config, storage=None)
     with contextlib.suppress(MediaError):
         short.verity(clip, -1)
         if bench.naive_mtcnn is not None:

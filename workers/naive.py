@@ -30,7 +30,14 @@ from models.pack import LoadedPack
 from workers.media.crops import Box
 from workers.media.decode import Frame
 from workers.media.faces import Face
-from workers.pipeline import PipelineConfig, _member_specs, _tracked, member_crops, pack_fusion_spec, sample_indices
+from workers.pipeline import (
+    PipelineConfig,
+    _member_specs,
+    member_crops,
+    pack_fusion_spec,
+    sample_indices,
+    tracked_detections,
+)
 from workers.scoring.verdict import score_video
 
 SEED_MIN_FACE_PX = 40
@@ -108,7 +115,7 @@ def run_naive(path: Path, mtcnn: MTCNN, pack: LoadedPack, config: PipelineConfig
     if frames_with_face < min(config.min_face_frames, len(frames)) or frames_with_face == 0:
         result.update(verdict="NO_FACE", score=None, per_model={}, timings=timings)
         return NaiveOutput(result, frames)
-    detections = _tracked(faces)
+    detections = tracked_detections(faces)
     result["faces_found"] = len(detections)  # as the pipeline counts them: the detections it scores
     lap("tracks")
     crops = member_crops(frames, detections, pack)

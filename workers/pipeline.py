@@ -92,7 +92,7 @@ def _video_dict(info: VideoInfo) -> dict[str, Any]:
     }
 
 
-def _tracked(faces: list[list[Face]]) -> list[_Detection]:
+def tracked_detections(faces: list[list[Face]]) -> list[_Detection]:
     tracks = link_tracks([[f.box for f in frame_faces] for frame_faces in faces])
     kept = [t for t in tracks if len(t) >= MIN_TRACK_DETECTIONS] or tracks[:1]
     return [
@@ -250,7 +250,7 @@ def run_pipeline(
         }
         return PipelineOutput(result, [], frames, faces)
 
-    detections = _tracked(faces)
+    detections = tracked_detections(faces)
     lap("tracks")
 
     progress("scoring", 0.55)

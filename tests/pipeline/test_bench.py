@@ -78,18 +78,43 @@ def test_verity_only_run_over_two_clips_measures_the_prefetching_loop() -> None:
     assert "decoding the next video during inference" in out.getvalue()
 
 
-def test_full_size_pack_runs_every_detector_through_the_bench() -> None:
-    # The GPU measurement's command (`--device cuda --full-size-pack`), here on CPU with two frames: the five
-    # full-size architectures with random weights go through the real pipeline and are timed one by one.
+def test_full_size_pack_runs_every_seed_member_through_the_bench(tmp_path: Path) -> None:
+    # The GPU measurement's command (`--device cuda --full-size-pack seed-deepfakebench`), here on CPU with two
+    # frames: the seed pack's four members, built from their formats with random weights (no checkpoints), go
+    # through the real pipeline, each fed its own crops, and are then timed one by one.
     out = io.StringIO()
     document = bench.main(
         [
             *("--clips", str(shared_file(SHORT_CLIP)), "--frames", "2", "--device", "cpu"),
-            *("--full-size-pack", "--no-naive", "--no-storage"),
+            *("--full-size-pack", "--no-naive", "--no-storage", "--json", str(tmp_path / "bench.json")),
         ],
         out=out,
     )
+    seed = {"xception": 256, "efficientnetb4": 256, "f3net": 256, "effort": 224}
     stages = document["summary"]["stages"]
-    assert {f"model:{name}" for name, _ in bench.FULL_SIZE_MEMBERS} <= set(stages)
-    assert all(stages[f"model:{name}"]["verity"] > 0 for name, _ in bench.FULL_SIZE_MEMBERS)
-    assert "full-size random weights (TIMING ONLY)" in out.getvalue()
+    assert all(stages[f"model:{name}"]["verity"] > 0 for name in seed)
+
+    members = json.loads((tmp_path / "bench.json").read_text())["summary"]["members"]
+    assert members["clip"] == Path(SHORT_CLIP).name
+    rows = {r["member"]: r for r in members["rows"]}
+    assert {name: r["input_size"] for name, r in rows.items()} == seed
+    for name, r in rows.items():
+        assert r["format"] == f"deepfakebench_{name}" and r["crop"] == "square_1.3", name
+        assert r["crops"] == 2 and r["s_per_crop"] > 0 and r["cuda_peak_growth_mb"] is None, name
+        assert r["weights_mb"] > 0 and r["peak_rss_growth_mb"] >= 0, name
+    assert rows["effort"]["weights_mb"] > 1000  # CLIP ViT-L/14 at full size: ~303M float32 parameters
+
+    text = out.getvalue()
+    assert "seed-deepfakebench full-size random weights (TIMING ONLY)" in text
+    assert "per member, alone on the crops the pipeline fed it" in text
+    for name, size in seed.items():
+        row = [name, f"deepfakebench_{name}", "square_1.3", str(size)]
+        assert any(line.split()[:4] == row for line in text.splitlines()), name
+
+
+def test_full_size_pack_takes_a_shipped_pack_by_name_or_path() -> None:
+    # No network is built here: only which manifest the flag names.
+    assert bench.parse_args(["--full-size-pack"]).full_size_pack == "seed-deepfakebench"
+    assert bench.parse_args(["--full-size-pack", "dfdc-winner"]).full_size_pack == "dfdc-winner"
+    assert bench.shipped_pack("dfdc-winner") == bench.PACKS_DIR / "dfdc-winner.yaml"
+    assert bench.shipped_pack("elsewhere/pack.yaml") == Path("elsewhere/pack.yaml")

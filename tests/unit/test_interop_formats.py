@@ -5,6 +5,8 @@ logits and P(fake) the original model's own code computes on the same crops, to 
 from __future__ import annotations
 
 import json
+import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,9 +18,13 @@ from models.detector import TorchDetector
 from models.formats import get_format
 from models.integrity import sha256_file
 from models.loading import IdentityError, WrongFormatError, check_identity, identity_problems
-from models.manifest import MemberManifest
-from models.pack import load_member
-from tests.interop import INTEROP, VECTORS, Vector, expected_or_skip
+from models.manifest import MemberManifest, read_manifest
+from models.pack import load_member, load_pack
+from tests.conftest import REPO
+from tests.interop import INTEROP, VECTORS, Vector, expected_or_skip, generator
+
+SEED_PACK = REPO / "models" / "packs" / "seed-deepfakebench.yaml"
+DFDC_PACK = REPO / "models" / "packs" / "dfdc-winner.yaml"
 
 VectorFactory = Callable[[str], Vector]
 
@@ -124,3 +130,52 @@ def test_interop_f3net_with_other_dct_constants_is_refused(interop_vector: Vecto
     changed = Vector(vector.stem, vector.format, {}, vector.expected, tmp_path / "f3net_other_bands.pth")
     with pytest.raises(Exception, match="differs from F3Net's fixed 256-point DCT band values"):
         loaded(changed)
+
+
+def _release_folder(tmp_path: Path, files: dict[str, Path]) -> Path:
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    for name, source in files.items():
+        os.link(source, folder / name)  # the operator's copies, under the release names the packs expect
+    return folder
+
+
+def test_interop_shipped_seed_pack_loads_from_the_release_files(
+    interop_vector: VectorFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """models/packs/seed-deepfakebench.yaml as shipped: the four DeepfakeBench files in VERITY_WEIGHTS_DIR are
+    all it needs (the full 1.2 GB Effort file included)."""
+    effort = tmp_path / "effort_full.pth"
+    generator().make("deepfakebench_effort", effort)
+    folder = _release_folder(
+        tmp_path,
+        {
+            "xception_best.pth": interop_vector("deepfakebench_xception").checkpoint,
+            "effnb4_best.pth": interop_vector("deepfakebench_efficientnetb4").checkpoint,
+            "f3net_best.pth": interop_vector("deepfakebench_f3net").checkpoint,
+            "effort_clip_L14_trainOn_FaceForensic.pth": effort,
+        },
+    )
+    caplog.set_level(logging.WARNING, logger="models.pack")
+    pack = load_pack(SEED_PACK, weights_dir=folder)
+    assert pack.failed == {}
+    assert [(m.manifest.name, m.detector.input_size, m.detector.crop.name) for m in pack.members] == [
+        ("xception", 256, "square_1.3"),
+        ("efficientnetb4", 256, "square_1.3"),
+        ("f3net", 256, "square_1.3"),
+        ("effort", 224, "square_1.3"),
+    ]
+    # Nothing pins the public files' bytes in advance: each load says which sha256 it trusted.
+    assert sum("pins no sha256" in r.getMessage() for r in caplog.records) == 4
+    effort_detector = pack.members[3].detector
+    assert isinstance(effort_detector, TorchDetector)
+    assert effort_detector.normalisation == get_format("deepfakebench_effort").normalisation
+
+
+def test_interop_shipped_dfdc_pack_loads_seven_b7s(interop_vector: VectorFactory, tmp_path: Path) -> None:
+    b7 = interop_vector("dfdc_tf_efficientnet_b7").checkpoint
+    names = [m.checkpoint for m in read_manifest(DFDC_PACK).members]
+    pack = load_pack(DFDC_PACK, weights_dir=_release_folder(tmp_path, dict.fromkeys(names, b7)))
+    assert pack.failed == {} and len(pack.members) == 7
+    assert {m.manifest.aggregator for m in pack.members} == {"confident"}
+    assert {(m.detector.input_size, m.detector.crop.name) for m in pack.members} == {(380, "dfdc_third_pad")}
