@@ -15,6 +15,7 @@ import yaml
 from models.integrity import sha256_file
 from models.manifest import read_manifest
 from models.pack_cli import Refused, check_pack, import_checkpoint, main
+from tests.conftest import shared_file
 from tests.interop import VECTORS, Vector
 
 VectorFactory = Callable[[str], Vector]
@@ -154,3 +155,17 @@ def test_convert_pickle_refuses_to_overwrite(tmp_path: Path, capsys: pytest.Capt
     assert (tmp_path / "plain.pth").read_bytes() == b"keep me"
     assert main(["convert-pickle", str(tmp_path / "trusted.p"), str(tmp_path / "out.pth")]) == 0
     assert set(torch.load(tmp_path / "out.pth", weights_only=True)) == {"weight", "bias"}
+
+
+def test_mesonet_keras_file_imports_and_checks(tmp_path: Path) -> None:
+    pack = tmp_path / "meso.yaml"
+    result = import_checkpoint("meso4", shared_file("weights/mesonet/Meso4_DF.h5"), pack, name="meso4_df")
+    assert result.member["sha256"] == "036ed30d04ffd9c7506f825b97c86aa64915f5818931da96817b169aad790af5"
+    assert (result.member["normalisation"], result.member["crop"], result.member["input_size"]) == (
+        "unit",
+        "seed_pad30",
+        256,
+    )
+    assert check_pack(pack) == [("meso4_df", None)]
+    with pytest.raises(Refused, match="does not load as mesoinception4"):
+        import_checkpoint("mesoinception4", tmp_path / "Meso4_DF.h5", tmp_path / "other.yaml")
