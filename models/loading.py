@@ -16,14 +16,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from timm.layers.conv2d_same import Conv2dSame
 from torch import nn
 
 from models.checkpoint import CheckpointError, load_strict, read_state_dict, strip_prefixes
 from models.formats import ArchIdentity, CheckpointFormat, formats_matching, resolve
 from models.manifest import ProbeCheck
 from models.preprocessing import Normalisation
-from models.tf_efficientnet import FixedPadConv2d
 
 PROBE_IMAGES = 2
 DEFAULT_PROBE_TOLERANCE = 1e-3  # CPU float32 repeats to ~1e-6; GPUs (no TF32 here) to ~1e-4
@@ -107,7 +105,11 @@ def _is_strided_spatial_conv(module: nn.Module) -> bool:
 
 def _pads_tf_same(module: nn.Module) -> bool:
     # timm's dynamic Conv2dSame and the fixed-pad convolutions of the static-padding EfficientNets both pad
-    # asymmetrically in forward(), with the conv's own padding 0.
+    # asymmetrically in forward(), with the conv's own padding 0. Imported here: a MesoNet pack never needs timm.
+    from timm.layers.conv2d_same import Conv2dSame
+
+    from models.tf_efficientnet import FixedPadConv2d
+
     return isinstance(module, (Conv2dSame, FixedPadConv2d))
 
 
