@@ -7,25 +7,20 @@ from collections.abc import Callable
 
 from flask import Flask
 
-from api import auth, calibrations, deliveries, feedback, health, jobs, metrics, openapi, ratelimit, review
+from api import auth, boundary, calibrations, deliveries, feedback, health, jobs, metrics, openapi, ratelimit, review
 from api.errors import register_error_handlers
-from api.uploads import UploadRequest
 from db.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
-
-# Room for the multipart envelope and form fields around the video itself.
-MULTIPART_OVERHEAD = 1024 * 1024
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or get_settings()
     app = Flask("verity")
-    app.request_class = UploadRequest
     app.config["VERITY_SETTINGS"] = settings
-    # werkzeug enforces this while reading the body, so an oversized upload is refused with 413 unbuffered.
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + MULTIPART_OVERHEAD
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    # Body caps per route, the request class and JSON reader, NULs and surrogates in URLs and headers.
+    boundary.init_app(app)
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # on boundary's provider, which replaces app.json
     register_error_handlers(app)
     auth.init_app(app, settings)
     ratelimit.init_app(app, settings)

@@ -1,6 +1,8 @@
 """Bearer API keys with roles; every handler gets the caller's key and tenant through ``g``.
 
-Order per request: authenticate (401), then the per-key rate limit (429), then the role (403).
+Order per request: authenticate (401; 429 for an address with too many failures), then the per-key rate limit
+(429), then the role (403), then the body's shape (api/boundary.py: 400, 413, 415), so the body of a request
+without a valid key is never read.
 
 A key that authenticated is remembered by the process for ``VERITY_API_KEY_CACHE_S`` (default 5 s; see
 ``db.apikeys.KeyCache``), so a client polling a job does not cost a database lookup per request; a revoked key
@@ -15,8 +17,9 @@ from typing import ParamSpec, TypeVar
 
 from flask import Flask, current_app, g, request
 
-from api import ratelimit
+from api import boundary, ratelimit
 from api.errors import ApiError
+from api.openapi import spec
 from db.apikeys import KeyCache, Principal, authenticate
 from db.models import Role
 from db.session import read_scope
@@ -48,16 +51,30 @@ def _principal(plaintext: str) -> Principal | None:
     cache: KeyCache = current_app.extensions["verity_key_cache"]
     if (principal := cache.get(plaintext)) is not None:
         return principal
+    limiter = ratelimit.limiter()
+    address = request.remote_addr or "unknown"
+    limiter.refuse_failing_client(address)  # before the lookup: that is the cost being limited
     with read_scope() as session:
         key = authenticate(session, plaintext)
         principal = Principal.of(key) if key is not None else None
-    if principal is not None:
+    if principal is None:
+        limiter.record_auth_failure(address)
+    else:
         cache.put(plaintext, principal)
     return principal
 
 
+def _body_kind(view: Callable[..., object]) -> boundary.BodyKind:
+    validated = spec.get_function_metadata(view)
+    if validated is None:
+        return None
+    return "form" if validated.form else "json" if validated.json else None
+
+
 def require_role(role: Role) -> Callable[[Callable[P, R]], Callable[P, R]]:
     def decorator(view: Callable[P, R]) -> Callable[P, R]:
+        body = _body_kind(view)
+
         @wraps(view)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             plaintext = _presented_key()
@@ -69,6 +86,7 @@ def require_role(role: Role) -> Callable[[Callable[P, R]], Callable[P, R]]:
             ratelimit.enforce(key.prefix)  # random per key: unique across databases sharing one Redis
             if Role(key.role) not in ROLE_GRANTS[role]:
                 raise ApiError(403, "FORBIDDEN", f"this action needs the {role.value} role")
+            boundary.check_body(body)
             g.api_key = key
             return view(*args, **kwargs)
 

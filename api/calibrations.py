@@ -53,7 +53,7 @@ def _not_found(exc: calibrations.CalibrationNotFound) -> ApiError:
 @require_role(Role.ADMIN)
 @spec.validate(
     json=CalibrationFitIn,
-    resp=responses({201: CalibrationView}, 403, 422, headers={201: {"Location": "The new version's URL."}}),
+    resp=responses({201: CalibrationView}, 403, 413, 415, 422, headers={201: {"Location": "The new version's URL."}}),
     tags=["calibrations"],
 )
 def fit_calibration() -> Response:

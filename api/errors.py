@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from flask import Flask, Response, jsonify
@@ -29,6 +30,11 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
     return response
 
 
+def _code(phrase: str) -> str:
+    """A machine-readable code from an HTTP reason phrase: "Method Not Allowed" -> METHOD_NOT_ALLOWED."""
+    return phrase.upper().replace(" ", "_")
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> Response:
@@ -36,8 +42,19 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
-        code = (exc.name or "error").upper().replace(" ", "_")
-        return error_response(exc.code or 500, code, exc.description or exc.name or "error")
+        # werkzeug's own headers carry meaning (Allow on a 405, Content-Range on a 416); its body is HTML.
+        headers = {name: value for name, value in exc.get_headers() if name.lower() != "content-type"}
+        message = exc.description or exc.name or "error"
+        return error_response(exc.code or 500, _code(exc.name or "error"), message, headers)
+
+    @app.after_request
+    def _json_errors(response: Response) -> Response:
+        """An error a view built by hand (a bare 416 for a Range past the end) gets the one shape too."""
+        if response.status_code >= 400 and not response.is_json:
+            phrase = response.status.partition(" ")[2] or "error"
+            response.set_data(json.dumps({"error": {"code": _code(phrase), "message": phrase}}))
+            response.mimetype = "application/json"
+        return response
 
     @app.errorhandler(OperationalError)
     @app.errorhandler(PoolTimeoutError)

@@ -25,7 +25,7 @@ CATEGORIES: tuple[str, ...] = get_args(Category)
 
 @bp.post("/v1/jobs/<job_id>/feedback")
 @require_role(Role.MODERATOR)
-@spec.validate(json=FeedbackIn, resp=responses({201: FeedbackView}, 403, 404, 409), tags=["feedback"])
+@spec.validate(json=FeedbackIn, resp=responses({201: FeedbackView}, 403, 404, 409, 413, 415), tags=["feedback"])
 def post_feedback(job_id: str) -> Response:
     """Label a finished job REAL / FAKE / UNKNOWN; replaces this moderator's earlier label (kept as history).
     Role: moderator."""

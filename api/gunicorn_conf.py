@@ -22,12 +22,21 @@ Why these values (measured with ``python -m workers.bench_api``):
   CPU. A full worker stops accepting, and a worker already holding ``threads`` idle connections closes the
   next one after its response. The client then reconnects to a worker with room, and the same phase ran at
   1,065 req/s, p99 29 ms. The price is a reconnect now and then for clients that hold many idle connections.
+
+* gunicorn refuses some requests before the app sees them: a request line over ``limit_request_line`` (414),
+  more than ``limit_request_fields`` headers or one over ``limit_request_field_size`` (431), a malformed request
+  line, header or chunk (400). Its own error page is HTML; ``post_worker_init`` makes it write the API's JSON
+  error shape instead, so every error a client gets has one shape.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 from typing import Any
+
+from gunicorn import util
 
 bind = os.environ.get("VERITY_API_BIND", "0.0.0.0:8000")
 _cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -38,9 +47,27 @@ worker_connections = 2 * threads
 # Seconds an idle client connection stays open between requests.
 keepalive = 5
 timeout = 120
+# gunicorn's defaults, stated: the longest URL the API issues (a cursor, repeated aggregator= parameters) is far
+# shorter, and an API key, an Idempotency-Key or a request id far shorter than a header field may be.
+limit_request_line = 4094
+limit_request_fields = 100
+limit_request_field_size = 8190
+
+
+def json_error(sock: socket.socket, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn.util.write_error's signature: the response to a request gunicorn refused itself."""
+    body = json.dumps({"error": {"code": reason.upper().replace(" ", "_"), "message": (mesg or reason)[:500]}})
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    util.write_nonblock(sock, (head + body).encode("latin-1"))
 
 
 def post_worker_init(worker: Any) -> None:
     from api.app import warm_up
 
+    # The worker's error path calls util.write_error by module attribute (gunicorn/workers/base.py handle_error);
+    # tests/integration/test_api_server.py fails if a gunicorn release stops doing so.
+    util.write_error = json_error
     warm_up(worker.wsgi)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import and_, or_, select, update
@@ -56,7 +56,28 @@ def _find_by_idempotency_key(tenant: str, key: str) -> Job | None:
         return session.scalar(select(Job).where(Job.tenant == tenant, Job.idempotency_key == key))
 
 
-def _replay(job: Job) -> Response:
+def _fingerprint(form: JobForm, file_sha256: str) -> str:
+    """What makes two submissions the same request: the file's content and the form fields as validated (the
+    client's filename is display-only and not part of it)."""
+    fields = {
+        "file_sha256": file_sha256,
+        "webhook_url": form.webhook_url,
+        "max_frames": form.max_frames,
+        "sampling": form.sampling,
+        "metadata": form.metadata,
+    }
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _replay(job: Job, fingerprint: str) -> Response:
+    """The job an Idempotency-Key made, if this is the same request (IETF draft-ietf-httpapi-idempotency-key-header:
+    a key reused with a different request is 422). Rows from before fingerprints were stored replay as before."""
+    if job.request_fingerprint not in (None, fingerprint):
+        raise ApiError(
+            422,
+            "IDEMPOTENCY_KEY_REUSED",
+            f"this Idempotency-Key was used for job {job.id} with a different file or form fields; use a new key",
+        )
     response = jsonify(job_view(job))
     response.status_code = 200
     response.headers["Idempotent-Replayed"] = "true"
@@ -94,19 +115,22 @@ def _try_enqueue(job_id: uuid.UUID) -> None:
 def create_job() -> Response:
     """Submit a video for detection.
 
-    Checked before anything is stored: the body size (413, while streaming), the magic bytes (415), then the
+    Checked before anything is stored: the file's size (413, while streaming), the magic bytes (415), then the
     container metadata — resolution, duration, frame count — without decoding (422). Returns 202 with the
-    QUEUED job, or 200 with the existing job when the Idempotency-Key was seen before. Role: submitter."""
+    QUEUED job, or 200 with the existing job when the Idempotency-Key was seen before with the same file and
+    form fields (422 IDEMPOTENCY_KEY_REUSED with different ones). Role: submitter."""
     key = current_key()
     settings = _settings()
-    idempotency_key = request.context.headers.idempotency_key  # type: ignore[attr-defined]
-    if idempotency_key and (existing := _find_by_idempotency_key(key.tenant, idempotency_key)):
-        return _replay(existing)
-
     form: JobForm | None = request.context.form  # type: ignore[attr-defined]
-    if form is None:  # not a multipart body at all
+    if form is None:  # an empty body (api/boundary.py refuses any other non-multipart one with 415)
         raise ApiError(400, "MISSING_FILE", "send the video as a multipart form field named 'file'")
     upload = form.file
+    sniffed = inspect_upload(upload.stream)
+    fingerprint = _fingerprint(form, sniffed.sha256)
+    idempotency_key = request.context.headers.idempotency_key  # type: ignore[attr-defined]
+    if idempotency_key and (existing := _find_by_idempotency_key(key.tenant, idempotency_key)):
+        return _replay(existing, fingerprint)
+
     webhook_url = form.webhook_url or None
     if webhook_url:
         try:
@@ -114,8 +138,6 @@ def create_job() -> Response:
         except UnsafeUrlError as exc:
             raise ApiError(422, "INVALID_WEBHOOK_URL", str(exc)) from exc
     params = {"max_frames": form.max_frames or settings.max_frames, "sampling": form.sampling}
-    metadata: dict[str, Any] = json.loads(form.metadata) if form.metadata else {}
-    sniffed = inspect_upload(upload.stream)
     check_media(upload)
 
     job_id = uuid.uuid4()
@@ -142,9 +164,10 @@ def create_job() -> Response:
         filename=display_filename(upload.filename),
         content_type=sniffed.content_type,
         params=params,
-        metadata_=metadata,
+        metadata_=form.metadata or {},
         webhook_url=webhook_url,
         idempotency_key=idempotency_key,
+        request_fingerprint=fingerprint,
     )
     try:
         with session_scope() as session:
@@ -155,7 +178,7 @@ def create_job() -> Response:
         winner = _find_by_idempotency_key(key.tenant, idempotency_key or "")
         if winner is None:
             raise
-        return _replay(winner)
+        return _replay(winner, fingerprint)
     except Exception:
         store.delete(object_key)
         raise

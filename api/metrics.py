@@ -164,16 +164,23 @@ def _queues() -> Iterator[Metric]:
 def _workers() -> Iterator[Metric]:
     with session_scope() as session:
         seen = heartbeat.fresh(session)
+    # A process whose worker lost its broker still beats; counting it would report a worker that takes no job.
     per_queue = GaugeMetricFamily(
         "verity_worker_processes",
-        f"Task-running worker processes with a heartbeat in the last {heartbeat.HEARTBEAT_STALE_S:g} s.",
+        f"Task-running worker processes with a heartbeat in the last {heartbeat.HEARTBEAT_STALE_S:g} s whose "
+        "worker is consuming from the broker.",
         labels=["queue"],
     )
     for queue in QUEUES:
-        per_queue.add_metric([queue], sum(1 for s in seen if queue in s.queues))
+        per_queue.add_metric([queue], sum(1 for s in seen if queue in s.queues and s.consuming))
     yield per_queue
     age = GaugeMetricFamily(
         "verity_worker_heartbeat_age_seconds", "Seconds since each worker process beat.", labels=["worker", "pid"]
+    )
+    consuming = GaugeMetricFamily(
+        "verity_worker_consuming",
+        "1 when the worker process's worker is consuming from the broker, 0 when it is alive but not consuming.",
+        labels=["worker", "pid"],
     )
     load = GaugeMetricFamily(
         "verity_model_load_seconds",
@@ -188,12 +195,13 @@ def _workers() -> Iterator[Metric]:
     for s in seen:
         ids = [s.worker, str(s.pid)]
         age.add_metric(ids, s.age_s)
+        consuming.add_metric(ids, 1 if s.consuming else 0)
         if model := s.info.get("model"):
             load.add_metric([*ids, str(model.get("pack")), str(model.get("device"))], model.get("load_seconds", 0.0))
         if memory := s.info.get("gpu"):
             for kind in ("allocated", "reserved", "used", "total"):
                 gpu.add_metric([*ids, str(memory.get("device")), kind], memory.get(f"{kind}_bytes", 0))
-    yield from (age, load, gpu)
+    yield from (age, consuming, load, gpu)
 
 
 def _calibration() -> Iterator[Metric]:
@@ -236,7 +244,7 @@ class VerityCollector:
 
 
 _REGISTRY = CollectorRegistry(auto_describe=False)
-_REGISTRY.register(VerityCollector())  # type: ignore[arg-type]
+_REGISTRY.register(VerityCollector())
 
 
 @bp.get("/metrics")
@@ -257,8 +265,11 @@ def workers_status() -> str:
     stale = f"{heartbeat.HEARTBEAT_STALE_S:g} s"
     if not seen:
         return f"none seen in {stale}"
-    if not any(GPU_QUEUE in s.queues or not s.queues for s in seen):
+    gpu = [s for s in seen if GPU_QUEUE in s.queues or not s.queues]
+    if not gpu:
         return f"no {GPU_QUEUE} worker seen in {stale}"
+    if not any(s.consuming for s in gpu):
+        return f"no {GPU_QUEUE} worker consuming ({len(gpu)} process(es) seen, none reaching the broker)"
     return "ok"
 
 

@@ -31,16 +31,23 @@ from api.schemas import ErrorBody
 log = logging.getLogger(__name__)
 
 ERROR_TEXT = {
-    400: "Invalid parameter, header or body.",
+    400: "Invalid parameter, header or body: malformed, unknown fields, JSON nested deeper than 32 levels, or a "
+    "NUL character, an unpaired surrogate or a non-finite number (NaN, Infinity) anywhere in it.",
     401: "No API key, or an invalid or revoked one.",
     403: "The key's role may not do this.",
     404: "No such object. Another tenant's objects are reported as missing too.",
     409: "The object's state does not allow this (e.g. the result is not ready).",
-    413: "The body is over the upload cap; refused while streaming.",
-    415: "Not a supported video container (MP4/MOV, WebM/Matroska, AVI), judged by its magic bytes.",
+    413: "The body is over the route's cap, refused while streaming: 64 KiB for a JSON body; for an upload, the "
+    "file over VERITY_MAX_UPLOAD_BYTES, a text field over 500 kB or more than 16 parts.",
+    415: "The body's type is not accepted: a JSON route's body is not application/json; an upload is not "
+    "multipart/form-data, or not a supported video container (MP4/MOV, WebM/Matroska, AVI), judged by its magic "
+    "bytes.",
+    416: "The Range starts past the end of the object.",
     422: "Refused from the container metadata before any decoding: LIMIT_EXCEEDED (resolution, duration or "
-    "frame count), CORRUPT_MEDIA, NO_VIDEO_STREAM, UNSUPPORTED_MEDIA (codec); or another semantic error.",
-    429: "Rate limit for this API key exceeded; retry after Retry-After seconds.",
+    "frame count), CORRUPT_MEDIA, NO_VIDEO_STREAM, UNSUPPORTED_MEDIA (codec); IDEMPOTENCY_KEY_REUSED (the key "
+    "was used with a different file or form fields); or another semantic error.",
+    429: "Rate limit for this API key, or for failed authentications from this address, exceeded; retry after "
+    "Retry-After seconds.",
     503: "A dependency (database, object store) is unavailable; retry after Retry-After seconds.",
 }
 # Every authenticated route can answer these.
@@ -49,7 +56,11 @@ RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying."
 
 
 def _describe(error: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in error.errors())[:1000]
+    def problem(e: Any) -> str:
+        # A validator's own ValueError says what is wrong without pydantic's "Value error, " prefix.
+        return str(e["ctx"]["error"]) if e["type"] == "value_error" else str(e["msg"])
+
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {problem(e)}" for e in error.errors())[:1000]
 
 
 def _before(req: Any, resp: Any, error: Exception | None, instance: Any, adapter: Any) -> None:
@@ -147,7 +158,7 @@ EXTERNAL_ROUTES: dict[str, tuple[dict[int, str | None], tuple[int, ...], bool]] 
     "review.timeline": ({200: "image/png"}, (404, 409), False),
     "review.frames": ({200: "image/jpeg"}, (404, 409), False),
     "review.video_url": ({200: "application/json"}, (404,), False),
-    "review.video": ({200: "application/octet-stream", 206: "application/octet-stream", 416: None}, (404,), False),
+    "review.video": ({200: "application/octet-stream", 206: "application/octet-stream"}, (404, 416), False),
 }
 _TAGS = {"metrics": "operations", "review": "review"}
 

@@ -7,13 +7,13 @@ field, so a new worker-side key is not an API break.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 from werkzeug.datastructures import FileStorage
 
+from api.boundary import parse_json
 from db.models import DeliveryState, JobStatus
 
 MAX_FRAMES_LIMIT = 300
@@ -45,9 +45,31 @@ class ErrorBody(BaseModel):
 # --- jobs --------------------------------------------------------------------------------------------------
 
 
-class JobForm(BaseModel):
-    """multipart/form-data body of POST /v1/jobs."""
+def _json_object(value: Any) -> Any:
+    """The metadata field's text, parsed through the API's boundary (depth, NUL, surrogates, NaN refused)."""
+    if value == "":
+        return None  # an empty field: no metadata
+    if not isinstance(value, str):
+        return value  # refused by the dict validation that follows
+    if len(value) > METADATA_MAX_CHARS:
+        raise ValueError(f"must be at most {METADATA_MAX_CHARS} characters")
+    parsed = parse_json(value)
+    if not isinstance(parsed, dict):
+        raise ValueError("must be a JSON object")
+    return parsed
 
+
+# Sent as text (a form field), validated and handed to the route as the parsed object.
+JsonObjectText = Annotated[
+    Annotated[dict[str, Any], WithJsonSchema({"type": "string", "maxLength": METADATA_MAX_CHARS})] | None,
+    BeforeValidator(_json_object),
+]
+
+
+class JobForm(BaseModel):
+    """multipart/form-data body of POST /v1/jobs. Unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid")
     file: UploadFile = Field(description="The video: MP4/MOV, WebM/Matroska or AVI, judged by its content.")
     webhook_url: str | None = Field(
         None, max_length=2048, description="http(s) URL to receive job.succeeded / job.failed webhooks."
@@ -57,27 +79,13 @@ class JobForm(BaseModel):
     )
     # Mirrors workers.pipeline.SAMPLING_STRATEGIES; the API cannot import the torch-side pipeline.
     sampling: Literal["uniform", "fixed_rate"] = Field("uniform", description="Frame sampling strategy.")
-    metadata: str | None = Field(
-        None, max_length=METADATA_MAX_CHARS, description="A JSON object (as text) stored with the job."
-    )
+    metadata: JsonObjectText = Field(None, description="A JSON object (as text) stored with the job.")
 
     @field_validator("file")
     @classmethod
     def _file_part(cls, value: Any) -> FileStorage:
         if not isinstance(value, FileStorage):
             raise ValueError("must be a file part of a multipart/form-data body")
-        return value
-
-    @field_validator("metadata")
-    @classmethod
-    def _json_object(cls, value: str | None) -> str | None:
-        if value:
-            try:
-                parsed = json.loads(value)
-            except json.JSONDecodeError as exc:
-                raise ValueError("must be a JSON object") from exc
-            if not isinstance(parsed, dict):
-                raise ValueError("must be a JSON object")
         return value
 
 
@@ -169,6 +177,9 @@ class ResultView(BaseModel):
 
 
 class FeedbackIn(BaseModel):
+    """Unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid")
     label: Label
     category: Category = "OTHER"
     note: str | None = Field(None, max_length=4000)

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from flask import Request
 from werkzeug.datastructures import FileStorage
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from api.errors import ApiError
 from db.media.errors import MediaError
@@ -67,19 +67,29 @@ def display_filename(raw: str | None) -> str | None:
     return name[:255] or None
 
 
-class UploadRequest(Request):
-    """Spools every multipart file part to a named temporary file (werkzeug keeps small ones in memory), so the
-    container can be probed by path before it is stored."""
+class CappedSpool:
+    """Where werkzeug spools a multipart file part: a named temporary file, so the container can be probed by path
+    before it is stored (werkzeug would keep a small part in memory). It counts what werkzeug writes and refuses
+    the part once it passes the upload cap: 413 while the body still streams, before anything is stored.
 
-    def _get_file_stream(
-        self,
-        total_content_length: int | None,
-        content_type: str | None,
-        filename: str | None = None,
-        content_length: int | None = None,
-    ) -> IO[bytes]:
-        # The client's filename never reaches the path; werkzeug closes (and so deletes) the file after the request.
-        return tempfile.NamedTemporaryFile("w+b", prefix="verity-upload-")
+    The client's filename never reaches the path; werkzeug closes (and so deletes) the file after the request.
+    """
+
+    def __init__(self, cap: int) -> None:
+        # Closed by werkzeug with the request's files, or by write() on refusal.
+        self._file = tempfile.NamedTemporaryFile("w+b", prefix="verity-upload-")  # noqa: SIM115
+        self._cap = cap
+        self._size = 0
+
+    def write(self, data: bytes) -> int:
+        self._size += len(data)
+        if self._size > self._cap:
+            self._file.close()
+            raise RequestEntityTooLarge(f"the file is larger than the upload cap of {self._cap} bytes")
+        return self._file.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._file, name)
 
 
 def check_media(upload: FileStorage) -> None:

@@ -1,6 +1,7 @@
 """Worker heartbeats in the database: each task-running Celery process upserts its row every
-``HEARTBEAT_INTERVAL_S`` with what only it knows (the model pack's load time, GPU memory), and the API
-reads the fresh rows for /readyz and /metrics.
+``HEARTBEAT_INTERVAL_S`` with what only it knows (the model pack's load time, GPU memory) and whether its
+worker is consuming from the broker (at once when that changes), and the API reads the fresh rows for
+/readyz and /metrics. A live process whose worker has lost its broker still beats, with ``consuming`` false.
 
 A table rather than a Redis key with a TTL: it works the same in embedded mode (SQLite, filesystem broker)
 and with real services, and every gunicorn process reads the same rows. Never imports torch: GPU memory is
@@ -13,6 +14,8 @@ import logging
 import os
 import sys
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,6 +30,7 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_INTERVAL_S = 15.0
 HEARTBEAT_STALE_S = 60.0  # a row older than this is a process that is gone or wedged
+_WATCH_S = 1.0  # how often the beating thread looks at the consuming flag
 _FORGET_AFTER = timedelta(days=1)  # rows of dead processes are deleted after this
 
 # What this process learned about itself; the heartbeat copies it into its row.
@@ -55,8 +59,8 @@ def gpu_memory() -> dict[str, Any] | None:
     }
 
 
-def beat(worker: str, queues: str, started_at: datetime) -> None:
-    info: dict[str, Any] = dict(_facts)
+def beat(worker: str, queues: str, started_at: datetime, consuming: bool) -> None:
+    info: dict[str, Any] = {**_facts, "consuming": consuming}
     try:
         if (gpu := gpu_memory()) is not None:
             info["gpu"] = gpu
@@ -79,17 +83,23 @@ def beat(worker: str, queues: str, started_at: datetime) -> None:
         session.execute(delete(WorkerHeartbeat).where(WorkerHeartbeat.seen_at < now - _FORGET_AFTER))
 
 
-def start(worker: str, queues: str) -> None:
-    """Beat now, then every HEARTBEAT_INTERVAL_S from a daemon thread, until ``stop()``."""
+def start(worker: str, queues: str, consuming: Callable[[], bool]) -> None:
+    """Beat now, then every HEARTBEAT_INTERVAL_S and whenever ``consuming()`` changes, from a daemon thread,
+    until ``stop()``."""
     started_at = utcnow()
 
     def loop() -> None:
+        last: bool | None = None
+        due = 0.0
         while True:
-            try:
-                beat(worker, queues, started_at)
-            except Exception as exc:  # the database may be down for a while; keep trying
-                log.warning("worker heartbeat failed: %s", exc)
-            if _stop.wait(HEARTBEAT_INTERVAL_S):
+            current = consuming()
+            if current != last or time.monotonic() >= due:
+                try:
+                    beat(worker, queues, started_at, current)
+                except Exception as exc:  # the database may be down for a while; keep trying
+                    log.warning("worker heartbeat failed: %s", exc)
+                last, due = current, time.monotonic() + HEARTBEAT_INTERVAL_S
+            if _stop.wait(_WATCH_S):
                 return
 
     _stop.clear()
@@ -113,6 +123,11 @@ class Seen:
     queues: list[str]
     age_s: float
     info: dict[str, Any]
+
+    @property
+    def consuming(self) -> bool:
+        # A row without the flag comes from a process that cannot say, so it does not count as consuming.
+        return self.info.get("consuming") is True
 
 
 def fresh(session: Session, stale_s: float = HEARTBEAT_STALE_S) -> list[Seen]:

@@ -107,7 +107,14 @@ class Job(Base):
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
     webhook_url: Mapped[str | None] = mapped_column(Text)
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    # sha256 of what made the job (file content + form fields): a reused Idempotency-Key with another is refused.
+    request_fingerprint: Mapped[str | None] = mapped_column(String(64))
     attempt: Mapped[int] = mapped_column(Integer, default=0)
+    # Claims handed back because a dependency was down (workers/tasks.py): ``attempt`` stays a fencing token
+    # that every claim bumps, and only ``attempt - outage_retries`` counts against VERITY_MAX_ATTEMPTS.
+    outage_retries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # When the job first met the outage it is waiting out (None: it is not waiting for one).
+    outage_since: Mapped[datetime | None] = mapped_column(default=None)
     lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
     enqueued_at: Mapped[datetime | None] = mapped_column(default=None)
     error_code: Mapped[str | None] = mapped_column(String(64))

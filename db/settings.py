@@ -95,17 +95,25 @@ class Settings:
     webhook_max_attempts: int
     # Requests per minute per API key (0: no limit); /healthz, /readyz and /metrics are exempt.
     rate_limit_per_min: int = 600
+    # Failed authentications per minute per client address (0: no limit); past it a request that would need its
+    # key looked up in the database gets 429 instead, so guessing keys cannot cost a lookup each without bound.
+    auth_fail_limit_per_min: int = 60
     webhook_backoff_s: tuple[float, ...] = field(default=DEFAULT_WEBHOOK_BACKOFF_S)
     webhook_relay_interval_s: float = 15.0
     # A job committed by the API but not yet marked enqueued is left alone this long before the reaper sends it.
     enqueue_grace_s: float = 30.0
     # A running job's worker renews its lease (and its liveness lock) this often, whatever stage it is in.
     heartbeat_interval_s: float = 30.0
-    # How long a worker keeps retrying a database call through an outage before giving the job back.
-    db_retry_s: float = 120.0
+    # Outages delay a job, they don't fail it: through an object-store, Postgres or broker outage a job is
+    # retried with a backoff doubling up to outage_max_backoff_s, without using up its attempts, and fails only
+    # once the outage has lasted outage_retry_budget_s.
+    outage_retry_budget_s: float = 900.0
+    outage_max_backoff_s: float = 30.0
     # How long an API process trusts an API key it has already checked before looking it up again; a revoked
     # key keeps working at most this long in a process that saw it (0: look every key up on every request).
     api_key_cache_s: float = 5.0
+    # A worker that cannot reach its broker for this long at start-up exits (69) instead of retrying for ever.
+    broker_startup_timeout_s: float = 30.0
 
     @property
     def embedded_broker(self) -> bool:
@@ -134,10 +142,22 @@ class Settings:
             )
         if self.webhook_max_attempts < 1:
             raise SettingsError("VERITY_WEBHOOK_MAX_ATTEMPTS must be at least 1")
-        if self.webhook_relay_interval_s <= 0 or self.enqueue_grace_s < 0 or self.db_retry_s < 0:
+        if self.webhook_relay_interval_s <= 0 or self.enqueue_grace_s < 0:
             raise SettingsError(
-                "VERITY_WEBHOOK_RELAY_INTERVAL_S must be positive; VERITY_ENQUEUE_GRACE_S and VERITY_DB_RETRY_S "
-                "must not be negative"
+                "VERITY_WEBHOOK_RELAY_INTERVAL_S must be positive; VERITY_ENQUEUE_GRACE_S must not be negative"
+            )
+        if not 0 < self.outage_retry_budget_s < float("inf"):  # NaN fails this too
+            raise SettingsError(
+                f"VERITY_OUTAGE_RETRY_BUDGET_S must be a positive number of seconds, got {self.outage_retry_budget_s:g}"
+            )
+        # A job handed back for an outage waits out its backoff as a broker ETA held unacked by a worker: past
+        # the visibility timeout Redis would deliver it twice. A claim waits one backoff for Postgres in place, so
+        # the backoff must also leave the task most of its time limit.
+        if not 0 < self.outage_max_backoff_s <= min(self.outage_retry_budget_s, self.task_time_limit_s / 3):
+            raise SettingsError(
+                f"VERITY_OUTAGE_MAX_BACKOFF_S ({self.outage_max_backoff_s:g}) must be positive, at most "
+                f"VERITY_OUTAGE_RETRY_BUDGET_S ({self.outage_retry_budget_s:g}) and at most a third of "
+                f"VERITY_TASK_TIME_LIMIT_S ({self.task_time_limit_s})"
             )
         if self.face_keyframe_every < 1:
             raise SettingsError("VERITY_FACE_KEYFRAME_EVERY must be at least 1 (1: search every sampled frame)")
@@ -145,6 +165,13 @@ class Settings:
             raise SettingsError("VERITY_MAX_UPLOAD_BYTES must be positive")
         if self.rate_limit_per_min < 0:
             raise SettingsError("VERITY_RATE_LIMIT_PER_MIN must not be negative (0 disables the limit)")
+        if self.auth_fail_limit_per_min < 0:
+            raise SettingsError("VERITY_AUTH_FAIL_LIMIT_PER_MIN must not be negative (0 disables the limit)")
+        if not 0 < self.broker_startup_timeout_s < float("inf"):  # NaN fails this too
+            raise SettingsError(
+                f"VERITY_BROKER_STARTUP_TIMEOUT_S must be a positive number of seconds, got "
+                f"{self.broker_startup_timeout_s:g}"
+            )
         if not 0 <= self.api_key_cache_s <= MAX_API_KEY_CACHE_S:
             raise SettingsError(
                 f"VERITY_API_KEY_CACHE_S must be between 0 and {MAX_API_KEY_CACHE_S:g} (it bounds how long a revoked "
@@ -168,6 +195,9 @@ def _default_webhook_secret(home: Path) -> str:
 
 
 def load_settings() -> Settings:
+    if _env("VERITY_DB_RETRY_S") is not None:
+        # Replaced, not ignored: a deployment that set it would silently get another retry window than it chose.
+        raise SettingsError("VERITY_DB_RETRY_S was replaced by VERITY_OUTAGE_RETRY_BUDGET_S (README, Reliability)")
     home = Path(_env("VERITY_HOME", str(REPO_ROOT / ".verity")) or "").resolve()
     database_url = _env("DATABASE_URL") or f"sqlite:///{home / 'verity.db'}"
     if database_url.startswith("postgres://"):
@@ -203,12 +233,15 @@ def load_settings() -> Settings:
         webhook_timeout_s=_env_float("VERITY_WEBHOOK_TIMEOUT_S", 10.0),
         webhook_max_attempts=_env_int("VERITY_WEBHOOK_MAX_ATTEMPTS", 6),
         rate_limit_per_min=_env_int("VERITY_RATE_LIMIT_PER_MIN", 600),
+        auth_fail_limit_per_min=_env_int("VERITY_AUTH_FAIL_LIMIT_PER_MIN", 60),
         webhook_backoff_s=_env_floats("VERITY_WEBHOOK_BACKOFF_S", DEFAULT_WEBHOOK_BACKOFF_S),
         webhook_relay_interval_s=_env_float("VERITY_WEBHOOK_RELAY_INTERVAL_S", 15.0),
         enqueue_grace_s=_env_float("VERITY_ENQUEUE_GRACE_S", 30.0),
         heartbeat_interval_s=_env_float("VERITY_HEARTBEAT_INTERVAL_S", max(0.5, min(30.0, lease_s / 6))),
-        db_retry_s=_env_float("VERITY_DB_RETRY_S", 120.0),
+        outage_retry_budget_s=_env_float("VERITY_OUTAGE_RETRY_BUDGET_S", 900.0),
+        outage_max_backoff_s=_env_float("VERITY_OUTAGE_MAX_BACKOFF_S", 30.0),
         api_key_cache_s=_env_float("VERITY_API_KEY_CACHE_S", 5.0),
+        broker_startup_timeout_s=_env_float("VERITY_BROKER_STARTUP_TIMEOUT_S", 30.0),
     )
     settings.validate()
     return settings

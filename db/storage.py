@@ -14,7 +14,16 @@ from db.settings import Settings, get_settings
 
 
 class StorageError(RuntimeError):
-    """The object store could not be reached or refused an operation."""
+    """The object store could not be reached or refused an operation: worth retrying later."""
+
+
+class ObjectMissing(StorageError):
+    """The store answered, and the object is not there: retrying will not bring it back."""
+
+
+# What S3 (and MinIO, Ceph) answer for a key that is not there. A HEAD's bare 404 is the same for a missing
+# bucket, which S3Store.error tells apart.
+_MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 
 
 class ObjectStore(Protocol):
@@ -47,7 +56,7 @@ class LocalFolderStore:
         try:
             shutil.copyfile(self._path(key), dest)
         except FileNotFoundError as exc:
-            raise StorageError(f"object {key!r} not found") from exc
+            raise ObjectMissing(f"object {key!r} not found") from exc
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
@@ -82,7 +91,7 @@ class S3Store:
         try:
             self.client.download_file(self.bucket, key, str(dest))
         except Exception as exc:
-            raise StorageError(f"download of {key!r} failed: {exc}") from exc
+            raise self.error(exc, f"download of {key!r}") from exc
 
     def delete(self, key: str) -> None:
         try:
@@ -95,6 +104,19 @@ class S3Store:
             self.client.head_bucket(Bucket=self.bucket)
         except Exception as exc:
             raise StorageError(f"bucket {self.bucket!r} unreachable: {exc}") from exc
+
+    def error(self, exc: Exception, what: str) -> StorageError:
+        """ObjectMissing when the store says the key is not there and its bucket is; StorageError otherwise
+        (unreachable, refused, or a bucket that is gone: a store being restored is an outage, not lost data)."""
+        response = getattr(exc, "response", None)
+        code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+        if code in _MISSING_CODES:
+            try:
+                self.client.head_bucket(Bucket=self.bucket)
+            except Exception:
+                return StorageError(f"{what} failed: bucket {self.bucket!r} unavailable: {exc}")
+            return ObjectMissing(f"{what} failed: {exc}")
+        return StorageError(f"{what} failed: {exc}")
 
     def ensure_bucket(self) -> None:
         try:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import sys
 from contextvars import Token
+from multiprocessing.sharedctypes import RawValue
 from typing import Any
 
+from celery import bootsteps
 from celery.signals import (
     celeryd_init,
     setup_logging,
@@ -15,6 +18,7 @@ from celery.signals import (
     worker_process_init,
     worker_process_shutdown,
 )
+from kombu.utils.url import maybe_sanitize_url
 
 from db import heartbeat
 from db.logging_setup import configure_logging, job_id_var
@@ -37,6 +41,31 @@ app.conf.include = ["workers.tasks", "workers.recalibrate_tasks"]
 # Set in the main process before the pool forks, so every child knows its node name and queues.
 _node: dict[str, str] = {"name": "", "queues": ""}
 _job_tokens: dict[str, Token[str | None]] = {}
+# Whether this worker's consumer is consuming: written by the main process (where the consumer runs), read by
+# the pool processes' heartbeats; shared memory made before the pool forks.
+_consuming = RawValue(ctypes.c_bool, False)
+# sysexits EX_UNAVAILABLE, not 78 (EX_CONFIG): a supervisor should restart a worker whose broker was down,
+# and may well refuse to restart one with a bad configuration.
+EXIT_BROKER_UNREACHABLE = 69
+
+
+class _ConsumingFlag(bootsteps.StartStopStep):  # type: ignore[misc]
+    """A consumer bootstep: starts once the task consumer has started; Celery stops the consumer's steps when
+    the broker connection is lost (before reconnecting, which starts them again) and at shutdown."""
+
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+
+    def start(self, parent: Any) -> None:
+        _consuming.value = True
+
+    def stop(self, parent: Any) -> None:
+        _consuming.value = False
+
+    def shutdown(self, parent: Any) -> None:
+        _consuming.value = False
+
+
+app.steps["consumer"].add(_ConsumingFlag)
 
 
 @setup_logging.connect
@@ -52,6 +81,25 @@ def _remember_node(sender: str, options: dict[str, Any] | None = None, **_: Any)
     _node["queues"] = queues if isinstance(queues, str) else ",".join(queues)
     if not _node["queues"] or GPU_QUEUE in _node["queues"].split(","):
         _refuse_without_checkpoints()
+    _refuse_without_broker()
+
+
+def _refuse_without_broker() -> None:
+    # Left to itself, Celery retries the broker 100 times, backing off to 30 s between tries, while the pool
+    # processes already heartbeat. This runs before the pool exists; the consumer connects again afterwards.
+    timeout = settings.broker_startup_timeout_s
+    with app.connection_for_read() as conn:
+        try:
+            conn.ensure_connection(max_retries=None, timeout=timeout, interval_start=1, interval_step=1, interval_max=5)
+        except Exception as exc:  # any failure to connect means this worker cannot consume
+            detail = " ".join(str(exc).split()) or type(exc).__name__
+            broker = maybe_sanitize_url(settings.broker_url)
+            print(
+                f"verity worker: refusing to start: broker {broker} unreachable for {timeout:g} s ({detail}); "
+                "check BROKER_URL and the broker, or raise VERITY_BROKER_STARTUP_TIMEOUT_S",
+                file=sys.stderr,
+            )
+            raise SystemExit(EXIT_BROKER_UNREACHABLE) from None
 
 
 def _refuse_without_checkpoints() -> None:
@@ -76,7 +124,7 @@ def _after_fork(sender: str | None = None, **_: Any) -> None:
     dispose_engine_after_fork()
     logging.getLogger("workers").setLevel(logging.INFO)
     _node["name"] = sender or _node["name"]
-    heartbeat.start(_node["name"], _node["queues"])
+    heartbeat.start(_node["name"], _node["queues"], lambda: bool(_consuming.value))
 
 
 @worker_process_shutdown.connect

@@ -36,6 +36,11 @@ T = TypeVar("T")
 MAX_ATTEMPTS_CODE = "MAX_ATTEMPTS_EXCEEDED"
 
 
+def attempts_used(attempt: int, outage_retries: int) -> int:
+    """The claims that count against VERITY_MAX_ATTEMPTS: all of them but those handed back for an outage."""
+    return attempt - outage_retries
+
+
 @dataclass(frozen=True)
 class Claim:
     job_id: uuid.UUID
@@ -45,6 +50,12 @@ class Claim:
     sha256: str
     params: dict[str, Any]
     webhook_url: str | None
+    outage_retries: int
+    outage_since: datetime | None
+
+    @property
+    def attempts_used(self) -> int:
+        return attempts_used(self.attempt, self.outage_retries)
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,10 @@ class Taken:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value  # SQLite: naive UTC
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -167,19 +182,22 @@ def _take(jid: uuid.UUID, lease_s: int, max_attempts: int | None, owner_gone: bo
     now = _now()
     with session_scope() as session:
         row = session.execute(
-            select(Job.status, Job.attempt, (Job.lease_expires_at >= now).label("live")).where(Job.id == jid)
+            select(Job.status, Job.attempt, Job.outage_retries, (Job.lease_expires_at >= now).label("live")).where(
+                Job.id == jid
+            )
         ).one_or_none()
         if row is None:
             return Taken(None, "missing")
         status, attempt, live = row.status, row.attempt, bool(row.live)
+        used = attempts_used(attempt, row.outage_retries)
         if status not in (JobStatus.QUEUED.value, JobStatus.RUNNING.value):
             return Taken(None, "finished")
         if status == JobStatus.RUNNING.value and live and not owner_gone:
             return Taken(None, "owned")
         # Compare-and-set on (status, attempt): every claim bumps the attempt, so of two racing takers one wins.
         same = (Job.id == jid, Job.status == status, Job.attempt == attempt)
-        if max_attempts is not None and attempt >= max_attempts:
-            message = f"the job was attempted {attempt} times and its worker never finished it"
+        if max_attempts is not None and used >= max_attempts:
+            message = f"the job was attempted {used} times and its worker never finished it"
             values = {"status": JobStatus.FAILED.value, "stage": "failed", "error_code": MAX_ATTEMPTS_CODE}
             done = session.execute(
                 update(Job)
@@ -219,7 +237,15 @@ def _take(jid: uuid.UUID, lease_s: int, max_attempts: int | None, owner_gone: bo
                 "its worker is gone" if live else "its lease expired",
             )
         claim = Claim(
-            job.id, job.tenant, job.attempt, job.input_key, job.sha256, dict(job.params or {}), job.webhook_url
+            job.id,
+            job.tenant,
+            job.attempt,
+            job.input_key,
+            job.sha256,
+            dict(job.params or {}),
+            job.webhook_url,
+            job.outage_retries,
+            _aware(job.outage_since),
         )
         return Taken(claim, "claimed")
 
@@ -376,11 +402,9 @@ def fail(
     return _finish(c, JobStatus.FAILED, values, "job.failed", webhook_payload, retry_s, "failing")
 
 
-def release(c: Claim, reason: str, retry_s: float = 0.0) -> bool:
-    """Hand a job back to the queue after a transient failure (the caller re-enqueues it).
-
-    ``enqueued_at`` is cleared, so if the caller cannot reach the broker the reaper sends it after the grace.
-    """
+def _hand_back(c: Claim, values: dict[str, Any], retry_s: float, what: str) -> bool:
+    """Back to QUEUED (fenced); the caller re-enqueues it. ``enqueued_at`` is cleared, so if the caller cannot
+    reach the broker the reaper sends it after the grace."""
 
     def attempt() -> bool:
         with session_scope() as session:
@@ -389,17 +413,48 @@ def release(c: Claim, reason: str, retry_s: float = 0.0) -> bool:
                 .where(Job.id == c.job_id, Job.attempt == c.attempt, Job.status == JobStatus.RUNNING.value)
                 .values(
                     status=JobStatus.QUEUED.value,
-                    stage="retrying",
                     lease_expires_at=None,
                     enqueued_at=None,
-                    error_message=reason[:2000],
                     updated_at=_now(),
+                    **values,
                 )
                 .execution_options(synchronize_session=False)
             )
             return bool(result.rowcount)  # type: ignore[attr-defined]
 
-    return with_retry(attempt, retry_s, f"releasing {c.job_id}")
+    return with_retry(attempt, retry_s, f"{what} {c.job_id}")
+
+
+def release(c: Claim, reason: str, retry_s: float = 0.0) -> bool:
+    """Hand a job back after a failure of its own (a crash): this attempt counts against its attempts."""
+    return _hand_back(c, {"stage": "retrying", "error_message": reason[:2000]}, retry_s, "releasing")
+
+
+def park(c: Claim, stage: str, reason: str, retry_s: float = 0.0) -> bool:
+    """Hand a job back because a dependency is down: this claim does not count against its attempts, and
+    ``outage_since`` keeps the moment the job first met the outage, which the retry budget runs from."""
+    values = {
+        "stage": stage,
+        "error_message": reason[:2000],
+        "outage_retries": Job.outage_retries + 1,
+        "outage_since": func.coalesce(Job.outage_since, _now()),
+    }
+    return _hand_back(c, values, retry_s, "handing back")
+
+
+def outage_over(c: Claim, retry_s: float = 0.0) -> None:
+    """The job got past the dependency it was waiting for: a later outage gets a whole budget again."""
+
+    def attempt() -> None:
+        with session_scope() as session:
+            session.execute(
+                update(Job)
+                .where(Job.id == c.job_id, Job.attempt == c.attempt, Job.status == JobStatus.RUNNING.value)
+                .values(outage_since=None)
+                .execution_options(synchronize_session=False)
+            )
+
+    with_retry(attempt, retry_s, f"recording the end of the outage of {c.job_id}")
 
 
 def mark_enqueued(job_id: uuid.UUID | str) -> None:

@@ -58,8 +58,9 @@ def _expire_leases(settings: Settings, now: datetime, report: ReapReport) -> lis
             expired = job.lease_expires_at is None or job.lease_expires_at < now
             if not expired and (not trust_locks or job_store.owner_alive_sql(session, job.id)):
                 continue  # a slow heartbeat, but its worker still holds the lock (or may not have re-taken it yet)
-            if job.attempt >= settings.max_attempts:
-                message = f"the job was attempted {job.attempt} times and its worker never finished it"
+            used = job_store.attempts_used(job.attempt, job.outage_retries)
+            if used >= settings.max_attempts:
+                message = f"the job was attempted {used} times and its worker never finished it"
                 job.status, job.stage = JobStatus.FAILED.value, "failed"
                 job.error_code, job.error_message = job_store.MAX_ATTEMPTS_CODE, message
                 job.lease_expires_at, job.finished_at = None, now

@@ -1,4 +1,9 @@
-"""Celery tasks: detect (gpu queue), deliver_webhook / relay_webhooks / reap (io queue)."""
+"""Celery tasks: detect (gpu queue), deliver_webhook / relay_webhooks / reap (io queue).
+
+Outages delay a job, they don't fail it: Postgres is waited for in place, the object store by handing the job
+back and sending it again after a growing delay, and neither uses up the job's attempts; only its own faults
+(bad media, a crash) do. See README, Reliability.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,8 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +21,16 @@ from celery import Task
 from celery.exceptions import Reject, SoftTimeLimitExceeded
 
 from db.media.errors import MediaError
-from db.queue import DELIVER_WEBHOOK_TASK, DETECT_TASK, REAP_TASK, RELAY_WEBHOOKS_TASK, enqueue_webhook
+from db.queue import (
+    DELIVER_WEBHOOK_TASK,
+    DETECT_TASK,
+    REAP_TASK,
+    RELAY_WEBHOOKS_TASK,
+    enqueue_webhook,
+    soft_time_limit_s,
+)
 from db.settings import Settings, get_settings
-from db.storage import StorageError, get_store
+from db.storage import ObjectMissing, StorageError, get_store
 from workers import job_store, payloads, reaper, recalibrate, webhooks
 from workers.celery_app import app
 from workers.job_store import Claim
@@ -28,6 +41,26 @@ log = logging.getLogger(__name__)
 # A redelivered message can arrive a moment before Postgres has noticed that the killed owner's connection is
 # gone and dropped its liveness lock; wait this long for the lock before leaving the job to its owner.
 TAKEOVER_WAIT_S = 3.0
+# The first wait after a failed download; each later one is as long as the outage has lasted so far.
+MIN_OUTAGE_BACKOFF_S = 1.0
+STORAGE_WAIT_STAGE = "waiting_for_storage"
+
+
+@dataclass(frozen=True)
+class Patience:
+    """How long this task may wait in place for Postgres: the outage budget, but never past the soft time
+    limit, which would turn the outage into a TIMEOUT of the job."""
+
+    budget_s: float
+    soft_deadline: float  # time.monotonic()
+
+    @classmethod
+    def for_task(cls, settings: Settings) -> Patience:
+        deadline = time.monotonic() + soft_time_limit_s(settings.task_time_limit_s)
+        return cls(settings.outage_retry_budget_s, deadline)
+
+    def db_s(self) -> float:
+        return max(0.0, min(self.budget_s, self.soft_deadline - time.monotonic()))
 
 
 class FencedOff(Exception):
@@ -87,19 +120,17 @@ def _send_webhook(delivery_id: Any) -> None:
         log.warning("could not enqueue webhook %s: %s", delivery_id, exc)
 
 
-def _fail(claim: Claim, code: str, message: str) -> None:
-    settings = get_settings()
-    outcome = job_store.fail(claim, code, message, payloads.failed(claim.job_id, code, message), settings.db_retry_s)
+def _fail(claim: Claim, code: str, message: str, patience: Patience) -> None:
+    payload = payloads.failed(claim.job_id, code, message)
+    outcome = job_store.fail(claim, code, message, payload, patience.db_s())
     if outcome is False:  # job_store.fail logged it
         return
     log.info("job %s failed: %s: %s", claim.job_id, code, message)
     _send_webhook(outcome)
 
 
-def _process(claim: Claim, keeper: LeaseKeeper) -> None:
+def _process(claim: Claim, keeper: LeaseKeeper, patience: Patience) -> None:
     from workers.resources import get_resources  # torch-heavy; io workers never import it
-
-    settings = get_settings()
 
     def progress(stage: str, fraction: float) -> None:
         keeper.beat(stage, fraction)
@@ -110,6 +141,8 @@ def _process(claim: Claim, keeper: LeaseKeeper) -> None:
     with tempfile.TemporaryDirectory(prefix="verity-job-") as tmp:
         path = Path(tmp) / "input"
         get_store().download_to(claim.input_key, path)
+        if claim.outage_since is not None:
+            job_store.outage_over(claim, patience.db_s())
         progress("loading_models", 0.03)
         resources = get_resources()
         config = resources.config
@@ -121,7 +154,12 @@ def _process(claim: Claim, keeper: LeaseKeeper) -> None:
         from workers.pipeline import pack_fusion_spec, run_pipeline  # torch-heavy; io workers never import it
 
         # One read of the active version, so its calibrators and its thresholds always go together.
-        current = recalibrate.active()
+        current = job_store.with_retry(
+            recalibrate.active, patience.db_s(), f"reading the calibration for {claim.job_id}"
+        )
+        known = job_store.with_retry(
+            lambda: job_store.known_label(claim), patience.db_s(), f"reading moderator labels for {claim.job_id}"
+        )
         output = run_pipeline(
             path,
             resources.faces,
@@ -129,12 +167,12 @@ def _process(claim: Claim, keeper: LeaseKeeper) -> None:
             config,
             calibration=None if current is None else current.state,
             fusion=None if current is None else current.fusion_spec(pack_fusion_spec(resources.pack)),
-            known_label=job_store.known_label(claim),
+            known_label=known,
             progress=progress,
         )
     progress("saving", 0.95)
     outcome = job_store.complete(
-        claim, output.result, output.frame_rows, payloads.succeeded(claim.job_id, output.result), settings.db_retry_s
+        claim, output.result, output.frame_rows, payloads.succeeded(claim.job_id, output.result), patience.db_s()
     )
     if outcome is False:
         raise FencedOff(f"attempt {claim.attempt} lost job {claim.job_id} before saving")
@@ -152,7 +190,9 @@ def _take(job_id: uuid.UUID, lock: job_store.OwnerLock, settings: Settings) -> j
             settings.lease_s,
             max_attempts=settings.max_attempts,
             owner_gone=owner_gone,
-            retry_s=settings.db_retry_s,
+            # One backoff's worth, then the message goes back to the queue (below): a long wait here would eat
+            # into the time limit of the task that then runs the job.
+            retry_s=settings.outage_max_backoff_s,
         )
         if taken.reason != "owned" or owner_gone or not lock.enabled or time.monotonic() > deadline:
             return taken
@@ -162,6 +202,7 @@ def _take(job_id: uuid.UUID, lock: job_store.OwnerLock, settings: Settings) -> j
 @app.task(name=DETECT_TASK, bind=True)
 def detect(self: Task, job_id: str) -> None:
     settings = get_settings()
+    patience = Patience.for_task(settings)
     try:
         jid = uuid.UUID(job_id)
     except ValueError:
@@ -175,8 +216,8 @@ def detect(self: Task, job_id: str) -> None:
             if not job_store.is_transient(exc):
                 raise
             # Acking now would leave the job QUEUED until the reaper's visibility-timeout resend; back in the
-            # queue it is tried again (after another VERITY_DB_RETRY_S of retries) once the database is back.
-            log.error("job %s: database unavailable, returning the message to the queue", job_id)
+            # queue it is tried again, by a task with its whole time limit ahead. Unclaimed, it uses no attempt.
+            log.warning("job %s: database unavailable, returning the message to the queue", job_id)
             raise Reject(str(exc)[:200], requeue=True) from exc
         if taken.claim is None:
             log.info("job %s is not claimable: %s", job_id, taken.reason)
@@ -184,41 +225,76 @@ def detect(self: Task, job_id: str) -> None:
             return
         log.info("job %s claimed as attempt %s", job_id, taken.claim.attempt)
         with LeaseKeeper(taken.claim, lock, settings) as keeper:
-            _run(self, taken.claim, keeper, settings)
+            _run(self, taken.claim, keeper, settings, patience)
     finally:
         lock.release()  # after the final write: the job is never RUNNING with its lock free while we live
 
 
-def _run(task: Task, claim: Claim, keeper: LeaseKeeper, settings: Settings) -> None:
+def _run(task: Task, claim: Claim, keeper: LeaseKeeper, settings: Settings, patience: Patience) -> None:
     try:
-        _process(claim, keeper)
+        _process(claim, keeper, patience)
     except FencedOff as exc:
         log.warning("%s", exc)
     except MediaError as exc:
-        _fail(claim, exc.code, exc.message)
+        _fail(claim, exc.code, exc.message, patience)
     except SoftTimeLimitExceeded:
-        _fail(claim, "TIMEOUT", f"processing took longer than {settings.task_time_limit_s} s")
+        _fail(claim, "TIMEOUT", f"processing took longer than {settings.task_time_limit_s} s", patience)
+    except ObjectMissing as exc:
+        _fail(claim, "INPUT_MISSING", f"the uploaded video is gone from the object store: {exc}", patience)
     except StorageError as exc:
-        _retry_or_fail(task, claim, "STORAGE_UNAVAILABLE", str(exc))
+        _wait_for_storage(task, claim, settings, patience, exc)
     except Exception as exc:
         if job_store.is_transient(exc):
-            # Nothing can be recorded while the database is down; once it is back, the reaper sees a RUNNING
-            # job with a stale heartbeat and a free lock and hands it back.
+            # Waited for in place as long as the budget and the time limit allowed. Nothing can be recorded
+            # while the database is down; once it is back, the reaper sees a RUNNING job with a stale heartbeat
+            # and a free lock and hands it back (that try counts as an attempt).
             log.error("job %s attempt %s: database unavailable, leaving it to the reaper", claim.job_id, claim.attempt)
             return
         log.exception("job %s attempt %s crashed", claim.job_id, claim.attempt)
-        _retry_or_fail(task, claim, "PROCESSING_ERROR", f"{type(exc).__name__}: {exc}")
+        _retry_or_fail(task, claim, settings, "PROCESSING_ERROR", f"{type(exc).__name__}: {exc}", patience)
 
 
-def _retry_or_fail(task: Task, claim: Claim, code: str, message: str) -> None:
-    settings = get_settings()
-    if claim.attempt >= settings.max_attempts:
-        _fail(claim, code, f"{message} (after {claim.attempt} attempts)")
+def _wait_for_storage(task: Task, claim: Claim, settings: Settings, patience: Patience, exc: StorageError) -> None:
+    """Hand the job back and send it again after a backoff, without using up an attempt, until the outage has
+    lasted VERITY_OUTAGE_RETRY_BUDGET_S since the job first met it; then fail it STORAGE_UNAVAILABLE."""
+    budget = settings.outage_retry_budget_s
+    waited = 0.0 if claim.outage_since is None else (datetime.now(UTC) - claim.outage_since).total_seconds()
+    if waited >= budget:
+        message = (
+            f"the object store was unreachable for {waited:.0f} s, longer than VERITY_OUTAGE_RETRY_BUDGET_S "
+            f"({budget:g} s): {exc}"
+        )
+        _fail(claim, "STORAGE_UNAVAILABLE", message, patience)
         return
-    if not job_store.release(claim, message, settings.db_retry_s):
+    # Waiting as long again as the outage has lasted doubles the total wait each time: exponential, capped.
+    delay = min(max(MIN_OUTAGE_BACKOFF_S, waited), settings.outage_max_backoff_s, budget - waited)
+    log.warning(
+        "job %s: object store unavailable for %.0f s of a %g s budget; handing it back (retry %d, no attempt "
+        "used) and trying again in %.1f s: %s",
+        claim.job_id,
+        waited,
+        budget,
+        claim.outage_retries + 1,
+        delay,
+        exc,
+    )
+    if job_store.park(claim, STORAGE_WAIT_STAGE, f"waiting for the object store: {exc}", patience.db_s()):
+        _send_again(task, claim, delay)
+
+
+def _retry_or_fail(task: Task, claim: Claim, settings: Settings, code: str, message: str, patience: Patience) -> None:
+    """A fault of the job's own: it uses up an attempt."""
+    used = claim.attempts_used
+    if used >= settings.max_attempts:
+        _fail(claim, code, f"{message} (after {used} attempts)", patience)
         return
+    if job_store.release(claim, message, patience.db_s()):
+        _send_again(task, claim, 10 * used)
+
+
+def _send_again(task: Task, claim: Claim, countdown: float) -> None:
     try:
-        task.apply_async(args=[str(claim.job_id)], countdown=10 * claim.attempt, queue="gpu")
+        task.apply_async(args=[str(claim.job_id)], countdown=countdown, queue="gpu")
     except Exception as exc:  # left QUEUED with no enqueued_at: the reaper sends it after the grace
         log.warning("could not re-enqueue job %s, the reaper will: %s", claim.job_id, exc)
         return

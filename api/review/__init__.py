@@ -34,7 +34,7 @@ from api.auth import current_key, require_role
 from api.errors import ApiError
 from api.feedback import CATEGORIES, LABELS
 from api.jobs import _parse_job_id, _tenant_job
-from api.review.media import FaceScores, ObjectRange, frames_sheet, object_size, read_range
+from api.review.media import FaceScores, ObjectRange, frames_sheet, object_size, open_range, storage_api_error
 from api.serialize import feedback_view, iso, job_view, result_view
 from db.models import Calibration, Feedback, FrameScore, Job, JobStatus, Result, Role
 from db.session import session_scope
@@ -234,7 +234,7 @@ def frames(job_id: str) -> Response:
         try:
             get_store().download_to(input_key, path)
         except StorageError as exc:
-            raise ApiError(503, "STORAGE_UNAVAILABLE", "the object store is unavailable; retry later") from exc
+            raise storage_api_error(exc, input_key) from exc
         decoded = read_frames(path, chosen)
     jpeg = frames_sheet([(f.timestamp_s, f.image) for f in decoded], [list(faces[f.index].values()) for f in decoded])
     return Response(jpeg, mimetype="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
@@ -259,10 +259,13 @@ def _media_signature(job_id: str, expires: int) -> str:
 
 
 def _valid_token(job_id: str, token: str) -> bool:
+    # ASCII first: str.isdigit() accepts digits int() refuses ("²"), and compare_digest refuses non-ASCII str.
+    if not token.isascii():
+        return False
     expires_raw, _, signature = token.partition(".")
     if not expires_raw.isdigit() or int(expires_raw) < time.time():
         return False
-    return hmac.compare_digest(signature, _media_signature(job_id, int(expires_raw)))
+    return hmac.compare_digest(signature.encode(), _media_signature(job_id, int(expires_raw)).encode())
 
 
 @bp.get("/v1/jobs/<job_id>/video-url")
@@ -315,7 +318,7 @@ def video(job_id: str) -> Response:
             return Response(status=416, headers={**headers, "Content-Range": f"bytes */{size}"})
         span, status = found, 206
         headers["Content-Range"] = f"bytes {span[0]}-{span[1] - 1}/{size}"
-    body: Iterator[bytes] = read_range(job.input_key, *span) if span[1] > span[0] else iter(())
+    body: Iterator[bytes] = open_range(job.input_key, *span) if span[1] > span[0] else iter(())
     response = Response(
         stream_with_context(body), status=status, mimetype=job.content_type or "application/octet-stream"
     )

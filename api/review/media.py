@@ -11,13 +11,14 @@ import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageDraw
 
 from api.errors import ApiError
-from db.storage import LocalFolderStore, S3Store, get_store
+from db.storage import LocalFolderStore, ObjectMissing, S3Store, StorageError, get_store
 
 CHUNK = 256 * 1024
 ObjectRange = tuple[int, int]  # [start, stop)
@@ -41,6 +42,13 @@ def _missing(key: str) -> ApiError:
     return ApiError(404, "NOT_FOUND", f"the stored video {key!r} is gone")
 
 
+def storage_api_error(exc: StorageError, key: str) -> ApiError:
+    """404 when the object is gone, 503 with Retry-After while the store is unreachable (the same on every route)."""
+    if isinstance(exc, ObjectMissing):
+        return _missing(key)
+    return ApiError(503, "STORAGE_UNAVAILABLE", "the object store is unavailable; retry later", {"Retry-After": "5"})
+
+
 def _local_path(store: LocalFolderStore, key: str) -> Path:
     path = (store.root / key).resolve()
     if not path.is_relative_to(store.root.resolve()) or not path.is_file():
@@ -55,27 +63,37 @@ def object_size(key: str) -> int:
     if isinstance(store, S3Store):
         try:
             return int(store.client.head_object(Bucket=store.bucket, Key=key)["ContentLength"])
-        except store.client.exceptions.ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                raise _missing(key) from exc
-            raise ApiError(503, "STORAGE_UNAVAILABLE", "the object store is unavailable; retry later") from exc
+        except Exception as exc:  # botocore raises ClientError and, store unreachable, its own BotoCoreErrors
+            raise storage_api_error(store.error(exc, f"size of {key!r}"), key) from exc
     raise _unsupported(store)
 
 
-def read_range(key: str, start: int, stop: int) -> Iterator[bytes]:
-    """Yield bytes [start, stop) in chunks; the caller has checked the range against ``object_size``."""
+def open_range(key: str, start: int, stop: int) -> Iterator[bytes]:
+    """Bytes [start, stop) in chunks; the caller has checked the range against ``object_size``.
+
+    The object is opened now, not on the first chunk: once streaming has begun the status is sent, and a store
+    that went away in between could no longer be answered with 503 or 404."""
     store = get_store()
     if isinstance(store, LocalFolderStore):
-        with _local_path(store, key).open("rb") as f:
-            f.seek(start)
-            left = stop - start
-            while left > 0 and (chunk := f.read(min(CHUNK, left))):
-                left -= len(chunk)
-                yield chunk
-        return
+        return _local_chunks(_local_path(store, key), start, stop - start)
     if not isinstance(store, S3Store):
         raise _unsupported(store)
-    body = store.client.get_object(Bucket=store.bucket, Key=key, Range=f"bytes={start}-{stop - 1}")["Body"]
+    try:
+        body = store.client.get_object(Bucket=store.bucket, Key=key, Range=f"bytes={start}-{stop - 1}")["Body"]
+    except Exception as exc:
+        raise storage_api_error(store.error(exc, f"read of {key!r}"), key) from exc
+    return _s3_chunks(body)
+
+
+def _local_chunks(path: Path, start: int, left: int) -> Iterator[bytes]:
+    with path.open("rb") as f:
+        f.seek(start)
+        while left > 0 and (chunk := f.read(min(CHUNK, left))):
+            left -= len(chunk)
+            yield chunk
+
+
+def _s3_chunks(body: Any) -> Iterator[bytes]:
     try:
         yield from body.iter_chunks(CHUNK)
     finally:

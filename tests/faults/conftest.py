@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import string
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import PG_ADMIN_URL, Services
-from tests.faults.harness import PrivatePostgres, PrivateRedis, Stack, fresh_database, make_key
+from tests.faults.harness import PrivatePostgres, PrivateRedis, PrivateS3, Stack, fresh_database, make_key
 
 
 @dataclass
@@ -88,7 +89,7 @@ def format_table(rows: list[FaultRow]) -> str:
 
 
 def _order(row: FaultRow) -> tuple[int, str]:
-    number = row.scenario.split(" ", 1)[0].rstrip("ab")
+    number = row.scenario.split(" ", 1)[0].rstrip(string.ascii_lowercase)
     return (int(number) if number.isdigit() else 99, row.scenario)
 
 
@@ -121,6 +122,16 @@ def private_postgres() -> Iterator[PrivatePostgres]:
         yield pg
     finally:
         pg.destroy()
+
+
+@pytest.fixture
+def private_s3(tmp_path: Path) -> Iterator[PrivateS3]:
+    s3 = PrivateS3(tmp_path)
+    s3.start()
+    try:
+        yield s3
+    finally:
+        s3.stop()
 
 
 StackFactory = Callable[..., Stack]

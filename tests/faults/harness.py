@@ -123,6 +123,44 @@ class PrivatePostgres:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class PrivateS3:
+    """An S3 server of the test's own (tests/faults/s3_server.py) that keeps its objects across a stop and a
+    start on the same port, as a real store with a disk does; stopped, its port refuses connections."""
+
+    bucket = "verity-faults"
+
+    def __init__(self, logdir: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.logdir = logdir
+        self.data = logdir / f"s3-{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"S3_ENDPOINT_URL": self.url, "S3_BUCKET": self.bucket}
+
+    def start(self) -> None:
+        argv = [sys.executable, "-m", "tests.faults.s3_server", "--port", str(self.port), "--data", str(self.data)]
+        log = (self.logdir / f"s3-{self.port}.log").open("ab")
+        self.proc = subprocess.Popen([*argv, "--bucket", self.bucket], cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        wait_port(self.port)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()  # the server writes its objects to disk, then exits
+            self.proc.wait(timeout=120)
+            self.proc = None
+        wait_port(self.port, up=False)
+
+    def objects(self) -> set[str]:
+        import boto3
+
+        s3 = boto3.client("s3", endpoint_url=self.url, region_name="us-east-1")
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket)
+        return {entry["Key"] for page in pages for entry in page.get("Contents", [])}
+
+
 @dataclass
 class Reply:
     status: int = 204
@@ -221,7 +259,8 @@ FAST_ENV = {
     "VERITY_ENQUEUE_GRACE_S": "2",
     "VERITY_WEBHOOK_RELAY_INTERVAL_S": "1",
     "VERITY_WEBHOOK_BACKOFF_S": "1,2",
-    "VERITY_DB_RETRY_S": "90",
+    "VERITY_OUTAGE_RETRY_BUDGET_S": "300",
+    "VERITY_OUTAGE_MAX_BACKOFF_S": "5",
     "VERITY_MAX_ATTEMPTS": "3",
     "VERITY_WEBHOOK_ALLOW_PRIVATE": "1",
 }

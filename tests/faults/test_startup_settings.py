@@ -4,16 +4,20 @@ plain message instead of running with timeouts that would double or lose jobs.""
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from db.queue import check_celery_conf, make_celery, soft_time_limit_s
 from db.settings import SettingsError, load_settings
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port
 from tests.faults.conftest import FaultRow, scenario
+from tests.faults.harness import PrivateRedis, wait_until
 
 BAD = [
     ({"VERITY_TASK_TIME_LIMIT_S": "900", "VERITY_LEASE_S": "900"}, "inconsistent timeouts"),
@@ -22,6 +26,8 @@ BAD = [
     ({"VERITY_HEARTBEAT_INTERVAL_S": "600"}, "VERITY_HEARTBEAT_INTERVAL_S"),
     ({"VERITY_WEBHOOK_BACKOFF_S": "5,soon"}, "VERITY_WEBHOOK_BACKOFF_S"),
     ({"VERITY_LEASE_S": "twenty"}, "VERITY_LEASE_S must be an integer"),
+    ({"VERITY_BROKER_STARTUP_TIMEOUT_S": "0"}, "VERITY_BROKER_STARTUP_TIMEOUT_S must be a positive number"),
+    ({"VERITY_BROKER_STARTUP_TIMEOUT_S": "nan"}, "VERITY_BROKER_STARTUP_TIMEOUT_S must be a positive number"),
 ]
 
 
@@ -91,3 +97,53 @@ def test_gpu_worker_refuses_a_pack_whose_checkpoints_are_absent(tmp_path: Path) 
     assert done.returncode == 78, done.stderr[-2000:]
     assert "misses 3 checkpoint file(s)" in done.stderr and "Traceback" not in done.stderr
     assert "xception_best.pth, effnb4_best.pth, effort_clip_L14_trainOn_FaceForensic.pth" in done.stderr
+
+
+@scenario("4b worker exits when its broker is unreachable at start-up")
+def test_worker_exits_69_with_one_line_when_its_broker_stays_unreachable(tmp_path: Path, fault_row: FaultRow) -> None:
+    # Nothing listens on this loopback port: every connection is refused at once, so only the timeout decides.
+    env = {"BROKER_URL": f"redis://127.0.0.1:{free_port()}/0", "VERITY_BROKER_STARTUP_TIMEOUT_S": "3"}
+    started = time.monotonic()
+    done = _run(tmp_path, ["worker", "-Q", "io", "-c", "1"], env)
+    elapsed = time.monotonic() - started
+    assert done.returncode == 69, (done.returncode, done.stderr[-2000:])
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr[-2000:]
+    assert lines[0].startswith("verity worker: refusing to start: broker redis://127.0.0.1:")
+    assert "unreachable for 3 s" in lines[0] and "VERITY_BROKER_STARTUP_TIMEOUT_S" in lines[0]
+    assert 3 <= elapsed < 30, elapsed  # it waited the timeout out, then gave up, instead of retrying on
+    assert "ready." not in done.stdout  # no consumer, no pool: nothing heartbeat meanwhile
+    fault_row.note = f"exit 69 after {elapsed:.0f} s (timeout 3 s), one line on stderr"
+
+
+def test_worker_waits_for_a_broker_that_comes_up_within_the_timeout(tmp_path: Path) -> None:
+    if not shutil.which("redis-server"):
+        pytest.skip("redis-server is not installed")
+    broker = PrivateRedis(tmp_path)  # its port is chosen, the server not started yet
+    log = tmp_path / "worker.log"
+    celery = str(Path(sys.executable).parent / "celery")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("VERITY_")},
+        "VERITY_HOME": str(tmp_path),
+        "BROKER_URL": broker.url,
+        "VERITY_BROKER_STARTUP_TIMEOUT_S": "60",
+    }
+    worker = subprocess.Popen(
+        [celery, "-A", "workers.celery_app", "worker", "-Q", "io", "-c", "1", "--loglevel", "INFO"],
+        cwd=REPO,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        time.sleep(3)
+        assert worker.poll() is None, log.read_text()[-2000:]
+        broker.start()
+        wait_until(lambda: "ready." in log.read_text() or worker.poll() is not None, 60, "the worker to start")
+        assert worker.poll() is None, log.read_text()[-2000:]
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGTERM)
+            worker.wait(timeout=30)
+        broker.kill()

@@ -31,7 +31,7 @@ def app(services: Services) -> Flask:
     from api.app import create_app
     from db.settings import get_settings
 
-    return create_app(replace(get_settings(), rate_limit_per_min=0))
+    return create_app(replace(get_settings(), rate_limit_per_min=0, auth_fail_limit_per_min=0))
 
 
 @pytest.fixture(scope="module")

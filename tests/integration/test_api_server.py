@@ -1,12 +1,15 @@
 """The API under gunicorn with the shipped configuration (api/gunicorn_conf.py: gthread, keep-alive) and two
 workers against real Redis: the per-key rate limit is shared by both workers (request N+1 is 429 with
 Retry-After), a chunked body over the cap is refused with 413 while it is still being sent, connections are
-kept alive, more kept-alive clients than the workers hold are all served, and a revoked key stops working in
-every worker once the key cache's TTL has passed."""
+kept alive, more kept-alive clients than the workers hold are all served, a revoked key stops working in
+every worker once the key cache's TTL has passed, and the errors gunicorn answers itself (414, 431, a malformed
+request) have the API's JSON error shape, like a malformed chunked body, a 405 (with Allow) and a file over the
+upload cap (413, nothing stored)."""
 
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import select
 import socket
@@ -21,7 +24,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import REPO, Services, _wait_port, bearer, free_port
+from tests.conftest import REPO, Keys, Services, _wait_port, bearer, free_port
 
 LIMIT = 10
 KEY_CACHE_S = 0.5
@@ -162,3 +165,75 @@ def test_a_revoked_key_stops_working_in_every_worker(server: Server) -> None:
     with ThreadPoolExecutor(max_workers=8) as pool:
         after = list(pool.map(lambda _: requests.get(url, headers=bearer(key), timeout=30).status_code, range(8)))
     assert after == [401] * 8
+
+
+def exchange(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """One raw HTTP/1.1 exchange: (status, headers, body) of the response."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        answer = b""
+        while b"\r\n\r\n" not in answer and (data := sock.recv(65536)):
+            answer += data
+        head, _, body = answer.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+        while len(body) < int(headers.get("content-length", 0)) and (data := sock.recv(65536)):
+            body += data
+    return int(lines[0].split()[1]), headers, body
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GET /v1/jobs?cursor=" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-H%d: 1\r\n" % i for i in range(120)) + b"\r\n", 431),
+        (b"GARBAGE\r\n\r\n", 400),
+        (b"GET /healthz HTTP/9.9\r\nHost: x\r\n\r\n", 400),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Nul: a\x00b\r\n\r\n", 400),
+        (b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
+    ],
+    ids=["request-line-too-long", "header-too-large", "too-many-headers", "malformed-request-line",
+         "bad-http-version", "nul-in-header", "unsupported-transfer-coding"],
+)  # fmt: skip
+def test_errors_gunicorn_answers_itself_have_the_json_shape(server: Server, request_bytes: bytes, status: int) -> None:
+    got, headers, body = exchange(server.port, request_bytes)
+    assert got == status, body[:300]
+    assert headers["content-type"] == "application/json"
+    error = json.loads(body)["error"]
+    assert set(json.loads(body)) == {"error"} and error["code"] and error["message"], body
+
+
+def test_a_malformed_chunked_body_is_a_json_4xx(server: Server, keys: Keys) -> None:
+    head = (
+        f"POST /v1/calibrations HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {keys.admin}\r\n"
+        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    status, headers, body = exchange(server.port, head + b"zz\r\n{}\r\n0\r\n\r\n")
+    assert status == 400 and headers["content-type"] == "application/json", (status, body[:300])
+    assert json.loads(body)["error"]["code"] == "MALFORMED_BODY"
+
+
+def test_405_carries_allow_through_gunicorn(server: Server) -> None:
+    response = requests.put(f"{server.base}/v1/jobs", timeout=10)
+    assert response.status_code == 405 and response.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
+    assert "POST" in response.headers["Allow"]
+
+
+def test_a_file_over_the_cap_is_413_and_leaves_nothing_in_the_bucket(server: Server) -> None:
+    from db.storage import get_store
+
+    def stored() -> set[str]:
+        listed = get_store().client.list_objects_v2(Bucket="verity-test")  # type: ignore[attr-defined]
+        return {o["Key"] for o in listed.get("Contents", [])}
+
+    before = stored()
+    response = requests.post(
+        f"{server.base}/v1/jobs",
+        headers=bearer(fresh_key("over-cap")),
+        files={"file": ("clip.mp4", b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 2048, "video/mp4")},
+        timeout=30,
+    )
+    assert response.status_code == 413 and response.json()["error"]["code"] == "REQUEST_ENTITY_TOO_LARGE"
+    assert "1024" in response.json()["error"]["message"]
+    assert stored() == before

@@ -139,7 +139,8 @@ def test_submit_streams_the_file_and_round_trips(
     assert job["sha256"] == hashlib.sha256(video.read_bytes()).hexdigest()
     assert job["params"]["max_frames"] == 2 and job["metadata"] == {"source": "client"}
     assert job["filename"] == video.name
-    replay = client.submit(video, idempotency_key=job["idempotency_key"])
+    # The same request again (a different one would be 422 IDEMPOTENCY_KEY_REUSED).
+    replay = client.submit(video, max_frames=2, metadata={"source": "client"}, idempotency_key=job["idempotency_key"])
     assert replay["id"] == job["id"]
     assert client.job(job["id"])["id"] == job["id"]
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 import uuid
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import func, select, update
@@ -128,3 +133,156 @@ def test_known_content_label_comes_from_the_same_tenant_only(services: Services)
         s.execute(update(Job).where(Job.id == uuid.UUID(other)).values(tenant="someone-else"))
     foreign = job_store.claim(other, lease_s=60)
     assert foreign is not None and job_store.known_label(foreign) is None
+
+
+# --- outages: an object store that fails a job's first downloads delays the job, it does not fail it ------
+
+
+@dataclass(frozen=True)
+class _Config:
+    max_frames: int = 2
+    sampling: str = "uniform"
+
+
+def _fake_pipeline(monkeypatch: pytest.MonkeyPatch, runs: list[str]) -> SimpleNamespace:
+    """Stand-ins for the torch-heavy modules `_process` imports at call time; `runs` gets each input run on."""
+
+    def run_pipeline(path: Path, *_: object, **__: object) -> SimpleNamespace:
+        runs.append(path.read_text())
+        return SimpleNamespace(result=RESULT, frame_rows=[])
+
+    resources = SimpleNamespace(config=_Config(), faces=None, pack=None)
+    monkeypatch.setitem(sys.modules, "workers.resources", SimpleNamespace(get_resources=lambda: resources))
+    pipeline = SimpleNamespace(run_pipeline=run_pipeline, pack_fusion_spec=lambda _pack: None)
+    monkeypatch.setitem(sys.modules, "workers.pipeline", pipeline)
+    return pipeline
+
+
+@pytest.fixture
+def worker(services: Services, monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
+    """`detect` run in this process on the real database, with a store whose first `fail_first` downloads fail
+    as if it were down; a re-enqueued job is recorded (with its countdown) instead of sent."""
+    from db.settings import get_settings
+    from db.storage import S3Store, StorageError
+    from workers import recalibrate, tasks
+
+    state = SimpleNamespace(
+        settings=replace(get_settings(), max_attempts=3, outage_retry_budget_s=60.0, outage_max_backoff_s=5.0),
+        fail_first=0,
+        downloads=0,
+        sent=[],
+        runs=[],
+    )
+    state.pipeline = _fake_pipeline(monkeypatch, state.runs)
+
+    def download_to(_store: S3Store, key: str, dest: Path) -> None:
+        state.downloads += 1
+        if state.downloads <= state.fail_first:
+            raise StorageError(f"download of {key!r} failed: Could not connect to the endpoint URL")
+        dest.write_text(key)
+
+    def apply_async(args: list[str], countdown: float, queue: str) -> None:
+        state.sent.append((args[0], countdown, queue))
+
+    monkeypatch.setattr(S3Store, "download_to", download_to)
+    monkeypatch.setattr(tasks, "get_settings", lambda: state.settings)
+    monkeypatch.setattr(tasks.detect, "apply_async", apply_async)
+    monkeypatch.setattr(recalibrate, "active", lambda: None)
+    return state
+
+
+def _deliver_until_done(worker: SimpleNamespace, job_id: str, most: int) -> list[float]:
+    """Run the job's message, then each message the worker re-sent, as the broker would; the countdowns."""
+    from workers import tasks
+
+    tasks.detect(job_id)
+    countdowns = []
+    while worker.sent and len(countdowns) < most:
+        sent_id, countdown, queue = worker.sent.pop(0)
+        assert (sent_id, queue) == (job_id, "gpu")
+        countdowns.append(countdown)
+        tasks.detect(job_id)
+    return countdowns
+
+
+def test_a_store_outage_delays_a_job_without_using_its_attempts(
+    worker: SimpleNamespace, caplog: pytest.LogCaptureFixture
+) -> None:
+    from db.models import Result, WebhookDelivery
+    from db.session import session_scope
+
+    worker.fail_first = 5  # more failed downloads than VERITY_MAX_ATTEMPTS (3): each used to cost an attempt
+    job_id = _new_job()
+    with caplog.at_level(logging.WARNING, logger="workers.tasks"):
+        countdowns = _deliver_until_done(worker, job_id, most=10)
+
+    job = _job(job_id)
+    assert job.status == "SUCCEEDED", (job.status, job.error_code, job.error_message)
+    assert len(countdowns) == 5 and all(1.0 <= c <= worker.settings.outage_max_backoff_s for c in countdowns)
+    assert worker.runs == [f"uploads/{job_id}"], "inference ran once, on the input that finally downloaded"
+    # Every claim bumped the fencing token; only the one that ran counts as an attempt.
+    assert (job.attempt, job.outage_retries, job.outage_since) == (6, 5, None)
+    retries = [r for r in caplog.records if r.levelno == logging.WARNING and "object store unavailable" in r.message]
+    assert len(retries) == 5 and all(job_id in r.getMessage() for r in retries)
+    with session_scope() as s:
+        assert s.scalars(select(Result.attempt).where(Result.job_id == job.id)).all() == [6]
+        events = s.scalars(select(WebhookDelivery.event).where(WebhookDelivery.job_id == job.id)).all()
+    assert events == ["job.succeeded"]
+
+
+def test_a_store_outage_longer_than_the_budget_fails_the_job_storage_unavailable(worker: SimpleNamespace) -> None:
+    from db.models import Job, WebhookDelivery
+    from db.session import session_scope
+    from workers import job_store, tasks
+
+    worker.fail_first = 1000
+    job_id = _new_job()
+    tasks.detect(job_id)
+    parked = _job(job_id)
+    assert (parked.status, parked.stage, parked.outage_retries) == ("QUEUED", "waiting_for_storage", 1)
+    assert parked.outage_since is not None and len(worker.sent) == 1
+    # The outage has now lasted longer than the budget (as if the store stayed down for its whole length).
+    budget = worker.settings.outage_retry_budget_s
+    with session_scope() as s:
+        s.execute(
+            update(Job)
+            .where(Job.id == parked.id)
+            .values(outage_since=datetime.now(UTC) - timedelta(seconds=budget + 1))
+        )
+    tasks.detect(job_id)
+
+    job = _job(job_id)
+    assert (job.status, job.error_code) == ("FAILED", "STORAGE_UNAVAILABLE")
+    assert "VERITY_OUTAGE_RETRY_BUDGET_S" in (job.error_message or "")
+    assert job_store.attempts_used(job.attempt, job.outage_retries) == 1, "only the claim that gave up counts"
+    assert len(worker.sent) == 1, "not sent again"
+    with session_scope() as s:
+        events = s.scalars(select(WebhookDelivery.event).where(WebhookDelivery.job_id == job.id)).all()
+    assert events == ["job.failed"]
+
+
+def test_a_missing_input_fails_at_once_and_a_job_s_own_faults_still_use_attempts(worker: SimpleNamespace) -> None:
+    from db.storage import ObjectMissing, S3Store
+    from workers import tasks
+
+    def gone(_store: S3Store, key: str, _dest: Path) -> None:
+        raise ObjectMissing(f"download of {key!r} failed: Not Found")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(S3Store, "download_to", gone)
+        missing = _new_job()
+        tasks.detect(missing)
+    job = _job(missing)
+    assert (job.status, job.error_code, job.attempt) == ("FAILED", "INPUT_MISSING", 1)
+    assert not worker.sent
+
+    # A crash is the job's own fault: it is retried, each try using an attempt, and fails after the last.
+    def crash(*_: object, **__: object) -> None:
+        raise RuntimeError("model exploded")
+
+    worker.pipeline.run_pipeline = crash
+    crashing = _new_job()
+    countdowns = _deliver_until_done(worker, crashing, most=10)
+    job = _job(crashing)
+    assert (job.status, job.error_code) == ("FAILED", "PROCESSING_ERROR")
+    assert (job.attempt, job.outage_retries) == (3, 0) and countdowns == [10, 20]

@@ -9,6 +9,8 @@ import io
 import json
 import logging
 import os
+import signal
+import subprocess
 import sys
 import time
 import uuid
@@ -20,9 +22,9 @@ from types import SimpleNamespace
 import pytest
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import update
+from sqlalchemy import delete, update
 
-from tests.conftest import SCRATCH_REDIS_URL, Keys, Services, bearer, shared_file
+from tests.conftest import REPO, SCRATCH_REDIS_URL, Keys, Services, bearer, shared_file
 
 CLIP = "videos/fake/sberswap_elon.mp4"  # small (the API checks the container on upload)
 
@@ -237,9 +239,13 @@ def test_worker_heartbeat_feeds_readyz_and_metrics(client: FlaskClient, monkeypa
     }
     worker = f"test-{uuid.uuid4().hex[:8]}@host"
     heartbeat.note_model_load("mesonet@1", "cuda", 1.25)
-    heartbeat.beat(worker, "gpu", utcnow())
+    heartbeat.beat(worker, "gpu", utcnow(), consuming=True)
     with session_scope() as s:
-        s.add(WorkerHeartbeat(id=f"{worker}/1", worker=worker, pid=1, queues="gpu", seen_at=utcnow(), info={}))
+        s.add(
+            WorkerHeartbeat(
+                id=f"{worker}/1", worker=worker, pid=1, queues="gpu", seen_at=utcnow(), info={"consuming": True}
+            )
+        )
     ready = client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json["checks"]["workers"] == "ok"
@@ -251,6 +257,7 @@ def test_worker_heartbeat_feeds_readyz_and_metrics(client: FlaskClient, monkeypa
         assert value(samples, "verity_gpu_memory_bytes", worker=worker, pid=pid, device="cuda:0", kind=kind) == expected
     assert value(samples, "verity_worker_processes", queue="gpu") >= 2
     assert value(samples, "verity_worker_heartbeat_age_seconds", worker=worker, pid=pid) < 30
+    assert value(samples, "verity_worker_consuming", worker=worker, pid=pid) == 1
 
     # Stale rows are not counted; a clean stop removes the row at once.
     with session_scope() as s:
@@ -264,6 +271,88 @@ def test_worker_heartbeat_feeds_readyz_and_metrics(client: FlaskClient, monkeypa
     heartbeat.stop(worker)
     with session_scope() as s:
         assert s.get(WorkerHeartbeat, f"{worker}/{pid}") is None
+
+
+def test_only_consuming_workers_are_counted(client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    from db import heartbeat
+    from db.models import WorkerHeartbeat, utcnow
+    from db.session import session_scope
+
+    worker = f"test-{uuid.uuid4().hex[:8]}@host"
+    before = scrape(client)
+    heartbeat.beat(worker, "gpu,io", utcnow(), consuming=False)  # alive, but its broker is unreachable
+    with session_scope() as s:  # a row from a process that does not report the flag cannot say it consumes
+        s.add(WorkerHeartbeat(id=f"{worker}/1", worker=worker, pid=1, queues="io", seen_at=utcnow(), info={}))
+    after = scrape(client)
+    for queue in ("gpu", "io"):
+        assert value(after, "verity_worker_processes", queue=queue) == value(
+            before, "verity_worker_processes", queue=queue
+        )
+    for pid in (str(os.getpid()), "1"):  # present, and 0
+        assert after[("verity_worker_consuming", (("pid", pid), ("worker", worker)))] == 0
+    with session_scope() as s:
+        ours = [x for x in heartbeat.fresh(s) if x.worker == worker]
+    monkeypatch.setattr(heartbeat, "fresh", lambda session: ours)  # what api.metrics reads
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json["checks"]["workers"] == "no gpu worker consuming (1 process(es) seen, none reaching the broker)"
+    with session_scope() as s:  # fresh rows would show in other tests' /readyz
+        s.execute(delete(WorkerHeartbeat).where(WorkerHeartbeat.worker == worker))
+
+
+def test_a_real_worker_reports_consuming_and_losing_its_broker(
+    client: FlaskClient, services: Services, tmp_path: Path
+) -> None:
+    """A worker on a broker of its own: counted once consuming, not counted (but still beating) while its
+    broker is down, counted again once Celery has reconnected."""
+    from db import heartbeat
+    from db.session import session_scope
+    from tests.faults.harness import PrivateRedis, wait_until
+
+    broker = PrivateRedis(tmp_path)
+    broker.start()
+    name = f"consuming-{uuid.uuid4().hex[:8]}@host"
+    celery = str(Path(sys.executable).parent / "celery")
+    log = tmp_path / "worker.log"
+    worker = subprocess.Popen(
+        [celery, "-A", "workers.celery_app", "worker", "-Q", "io", "-c", "1", "-n", name, "--loglevel", "INFO"],
+        cwd=REPO,
+        env={**os.environ, "BROKER_URL": broker.url, "VERITY_HOME": str(tmp_path / "home")},
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+    def rows() -> list[heartbeat.Seen]:
+        with session_scope() as s:
+            return [x for x in heartbeat.fresh(s) if x.worker == name]
+
+    def counted() -> float:
+        return value(scrape(client), "verity_worker_processes", queue="io")
+
+    try:
+        baseline = counted()
+        wait_until(lambda: rows() and all(r.consuming for r in rows()), 90, "a consuming heartbeat")
+        assert counted() == baseline + 1, log.read_text()[-3000:]
+
+        broker.kill()
+        wait_until(lambda: rows() and not any(r.consuming for r in rows()), 30, "a heartbeat that stopped consuming")
+        assert worker.poll() is None, log.read_text()[-3000:]
+        assert counted() == baseline
+
+        broker.start()  # the same port: Celery reconnects on its own
+        wait_until(lambda: rows() and all(r.consuming for r in rows()), 90, "consuming again after reconnecting")
+        assert counted() == baseline + 1
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGTERM)
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait(timeout=10)
+        broker.kill()
+    assert not rows(), "a clean stop removes the rows"
 
 
 def test_readyz_reports_no_workers_without_failing(client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,6 +11,7 @@ import dataclasses
 import io
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -50,6 +51,22 @@ PRIVATE = [
     "http://[::ffff:169.254.169.254]/",
     "http://0251.0376.0251.0376/",  # 169.254.169.254 in octal
     "http://2852039166/",  # 169.254.169.254 as one integer
+    # IPv6 forms that carry a loopback, private or metadata IPv4 (Python's ipaddress calls some of them global).
+    "http://[64:ff9b::7f00:1]/",  # NAT64
+    "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/",
+    "http://[64:ff9b:1::7f00:1]/",  # local-use NAT64
+    "http://[::127.0.0.1]/",  # IPv4-compatible
+    "http://[::a9fe:a9fe]/",
+    "http://[::ffff:0:7f00:1]/",  # IPv4-translated
+    "http://[2002:7f00:1::]/",  # 6to4
+    "http://[2002:a9fe:a9fe::1]/",
+    "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/",  # Teredo, client 127.0.0.1 obfuscated
+    "http://[2001:0:7f00:1::]/",  # Teredo, server 127.0.0.1
+    "http://[2001:4860:1::5efe:a9fe:a9fe]/",  # ISATAP interface id
+    "http://[100::1]/",  # discard
+    "http://[2001:db8::1]/",  # documentation
+    "http://[2001:20::1]/",  # ORCHIDv2
+    "http://[fec0::1]/",  # site-local
 ]
 
 
@@ -163,3 +180,56 @@ def test_job_creation_refuses_every_private_target(
         assert s.scalar(select(func.count()).select_from(Job)) == before, "no job was created"
     assert canaries[0].connections == 0
     assert canaries[1] is None or canaries[1].connections == 0
+
+
+@pytest.fixture
+def resolver(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Names under .example.test resolve as a DNS64 or rebinding server might answer; others as usual."""
+    answers = {
+        "dns64-loopback.example.test": ["64:ff9b::7f00:1"],
+        "mixed.example.test": ["64:ff9b::808:808", "2002:a9fe:a9fe::1"],
+        "dns64-public.example.test": ["64:ff9b::808:808"],
+    }
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: str, port: int, *args: Any, **kwargs: Any) -> list[tuple[Any, ...]]:
+        if host not in answers:
+            return real(host, port, *args, **kwargs)
+        return [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", (a, port, 0, 0)) for a in answers[host]]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+def test_names_resolving_to_embedded_private_ipv4_are_refused_and_public_nat64_is_pinned(
+    strict: Settings, keys: Keys, resolver: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from api.app import create_app
+    from db.netguard import VettedTarget
+    from workers import webhooks
+
+    client = create_app(strict).test_client()
+    clip = shared_file(CLIP).read_bytes()
+    for url in ("http://dns64-loopback.example.test/", "http://mixed.example.test/"):
+        delivery_id = insert_delivery(url)
+        assert webhooks.deliver(str(delivery_id), strict) == "failed", url
+        assert delivery_row(delivery_id).last_error.startswith("refused: "), url
+        response = client.post(
+            "/v1/jobs",
+            headers=bearer(keys.submitter),
+            data={"file": (io.BytesIO(clip), "clip.mp4"), "webhook_url": url},
+            content_type="multipart/form-data",
+        )
+        assert response.status_code == 422, (url, response.get_json())
+
+    # A public IPv4 behind the NAT64 prefix passes, and the sender connects to that vetted address (no
+    # connection leaves the test: the send itself is stubbed).
+    sent: list[VettedTarget] = []
+
+    def post_pinned(target: VettedTarget, *args: Any) -> webhooks.SendOutcome:
+        sent.append(target)
+        return webhooks.SendOutcome(204, None, None)
+
+    monkeypatch.setattr(webhooks, "post_pinned", post_pinned)
+    delivery_id = insert_delivery("https://dns64-public.example.test/hook")
+    assert webhooks.deliver(str(delivery_id), strict) == "delivered"
+    assert [(t.host, t.ip) for t in sent] == [("dns64-public.example.test", "64:ff9b::808:808")]

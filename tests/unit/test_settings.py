@@ -41,3 +41,31 @@ def test_face_keyframe_interval_reaches_the_pipeline_and_must_be_positive(
     monkeypatch.setenv("VERITY_FACE_KEYFRAME_EVERY", "0")
     with pytest.raises(SettingsError, match="VERITY_FACE_KEYFRAME_EVERY"):
         load_settings()
+
+
+def test_outages_are_retried_for_ten_minutes_or_more_by_default(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setenv("VERITY_HOME", str(tmp_path))
+    settings = load_settings()
+    assert settings.outage_retry_budget_s >= 600
+    assert 0 < settings.outage_max_backoff_s <= settings.outage_retry_budget_s
+
+
+@pytest.mark.parametrize(
+    ("env", "match"),
+    [
+        ({"VERITY_OUTAGE_RETRY_BUDGET_S": "0"}, "VERITY_OUTAGE_RETRY_BUDGET_S must be a positive"),
+        ({"VERITY_OUTAGE_RETRY_BUDGET_S": "nan"}, "VERITY_OUTAGE_RETRY_BUDGET_S must be a positive"),
+        ({"VERITY_OUTAGE_MAX_BACKOFF_S": "0"}, "VERITY_OUTAGE_MAX_BACKOFF_S"),
+        ({"VERITY_OUTAGE_RETRY_BUDGET_S": "20", "VERITY_OUTAGE_MAX_BACKOFF_S": "30"}, "at most VERITY_OUTAGE_RETRY"),
+        ({"VERITY_OUTAGE_MAX_BACKOFF_S": "301"}, "a third of VERITY_TASK_TIME_LIMIT_S"),  # the limit is 900
+        ({"VERITY_DB_RETRY_S": "120"}, "replaced by VERITY_OUTAGE_RETRY_BUDGET_S"),
+    ],
+)
+def test_bad_outage_retry_settings_are_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path, env: dict[str, str], match: str
+) -> None:
+    monkeypatch.setenv("VERITY_HOME", str(tmp_path))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match=match):
+        load_settings()
