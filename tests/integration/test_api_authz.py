@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from flask import Flask
@@ -22,22 +21,6 @@ ROLE_OVERRIDES = {"review.video": Role.SUBMITTER}
 # A valid body, so the tenant check (404) is what answers rather than body validation (400).
 BODIES = {"feedback.post_feedback": {"label": "FAKE"}}
 BELOW = {Role.MODERATOR: "submitter", Role.ADMIN: "moderator"}
-
-
-@pytest.fixture(scope="module")
-def app(services: Services) -> Flask:
-    from dataclasses import replace
-
-    from api.app import create_app
-    from db.settings import get_settings
-
-    return create_app(replace(get_settings(), rate_limit_per_min=0, auth_fail_limit_per_min=0))
-
-
-@pytest.fixture(scope="module")
-def client(app: Flask) -> Iterator[FlaskClient]:
-    with app.test_client() as c:
-        yield c
 
 
 @pytest.fixture(scope="module")

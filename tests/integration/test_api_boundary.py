@@ -9,30 +9,14 @@ from __future__ import annotations
 import io
 import json
 import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.conftest import Keys, Services, bearer, insert_job
 from tests.integration.test_api_uploads import tiny_mp4
-
-
-@pytest.fixture(scope="module")
-def app(services: Services) -> Flask:
-    from api.app import create_app
-    from db.settings import get_settings
-
-    return create_app(replace(get_settings(), rate_limit_per_min=0, auth_fail_limit_per_min=0))
-
-
-@pytest.fixture(scope="module")
-def client(app: Flask) -> Iterator[FlaskClient]:
-    with app.test_client() as c:
-        yield c
 
 
 @pytest.fixture(scope="module")
