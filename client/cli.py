@@ -105,13 +105,16 @@ def describe_result(result: Json) -> str:
         f"score     {_fmt(result.get('score'))}   (REAL below {_fmt(thresholds.get('t_low'))}, "
         f"FAKE from {_fmt(thresholds.get('t_high'))}; {result.get('method')})",
         f"faces     {result.get('faces_found')} in {result.get('frames_sampled')} sampled frames, "
-        f"{len(result.get('tracks') or {})} track(s)",
+        f"{len((result.get('tracks') or {}).get('tracks') or [])} track(s)",
     ]
+    preprocessing = result.get("preprocessing") or {}
     for name, model in (result.get("models") or {}).items():
         detail = model.get("error") or (
             f"calibrated {_fmt(model.get('calibrated'))}  raw {_fmt(model.get('aggregated'))}  "
             f"weight {_fmt(model.get('weight'), 2)}"
         )
+        if fed := preprocessing.get(name):
+            detail += f"  ({fed.get('crop')} {fed.get('input_size')} px, {fed.get('normalisation')})"
         lines.append(f"  {name:<24} {detail}")
     for override in result.get("overrides") or []:
         lines.append(f"override  {override}")
