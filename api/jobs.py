@@ -138,7 +138,7 @@ def create_job() -> Response:
         except UnsafeUrlError as exc:
             raise ApiError(422, "INVALID_WEBHOOK_URL", str(exc)) from exc
     params = {"max_frames": form.max_frames or settings.max_frames, "sampling": form.sampling}
-    check_media(upload)
+    check_media(upload, settings.accepted_codecs)
 
     job_id = uuid.uuid4()
     object_key = f"uploads/{job_id}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+from collections.abc import Set
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -92,14 +93,16 @@ class CappedSpool:
         return getattr(self._file, name)
 
 
-def check_media(upload: FileStorage) -> None:
-    """Probe the spooled upload's container metadata (no frame is decoded) and refuse it over the limits."""
+def check_media(upload: FileStorage, accepted_codecs: Set[str]) -> None:
+    """Probe the spooled upload's container metadata (no frame is decoded) and refuse it over the limits or in a
+    codec outside `accepted_codecs` (VERITY_ACCEPTED_CODECS)."""
     stream: Any = upload.stream
     stream.flush()
     try:
-        check_limits(probe_video(Path(stream.name)), Limits())
+        check_limits(probe_video(Path(stream.name), accepted_codecs), Limits())
     except MediaError as exc:
-        # A codec outside the allow-list is an unsupported type; everything else is unprocessable content.
-        raise ApiError(415 if exc.code == "UNSUPPORTED_MEDIA" else 422, exc.code, exc.message) from exc
+        # A codec outside the allow-list is an unsupported type (the same 415 code as a refused container);
+        # everything else is unprocessable content.
+        raise ApiError(415 if exc.code == "UNSUPPORTED_MEDIA_TYPE" else 422, exc.code, exc.message) from exc
     finally:
         stream.seek(0)

@@ -62,6 +62,69 @@ def _env_bool(name: str, default: bool) -> bool:
 
 
 DEFAULT_WEBHOOK_BACKOFF_S: tuple[float, ...] = (5, 30, 120, 600, 1800, 7200)
+# Video decoders run on uploads, by FFmpeg's codec name (what `ffprobe` prints as codec_name). Each decoder is attack
+# surface, so this is an allow-list, but it covers what people really have: phones and web video (h264, hevc, vp8,
+# vp9, av1), webcams and IP cameras (mjpeg, h263), old AVI/DivX/Windows Media-era files (mpeg4, msmpeg4v2,
+# msmpeg4v3), DVD/broadcast transfers (mpeg1video, mpeg2video), editing exports (prores) and Ogg-era web video
+# (theora). wmv2/wmv3 are left out: they travel in ASF, a container Verity does not accept.
+DEFAULT_ACCEPTED_CODECS: frozenset[str] = frozenset(
+    {
+        "h264",
+        "hevc",
+        "vp8",
+        "vp9",
+        "av1",
+        "mpeg4",
+        "msmpeg4v2",
+        "msmpeg4v3",
+        "mjpeg",
+        "h263",
+        "mpeg1video",
+        "mpeg2video",
+        "prores",
+        "theora",
+    }
+)
+
+
+def parse_codecs(name: str, raw: str) -> frozenset[str]:
+    """Video decoder names (comma-separated) as the canonical FFmpeg codec names probe_video compares against.
+
+    A decoder's own name is accepted too and mapped to its codec ("msmpeg4" -> "msmpeg4v3", "libdav1d" -> "av1"),
+    so a name copied from `ffmpeg -decoders` works. An unknown name is refused rather than dropped: a typo would
+    otherwise silently refuse every upload in that codec.
+    """
+    # Imported here: only this setting needs FFmpeg, and every process (CLI tools included) loads the settings.
+    from av.codec import Codec
+    from av.codec.codec import UnknownCodecError
+
+    names = [part.strip().lower() for part in raw.split(",") if part.strip()]
+    if not names:
+        raise SettingsError(f"{name} must list at least one video codec, got {raw!r}")
+    canonical: set[str] = set()
+    for codec_name in names:
+        try:
+            codec = Codec(codec_name, "r")
+        except UnknownCodecError:
+            raise SettingsError(
+                f"{name}: {codec_name!r} is not a video decoder in this FFmpeg build (use FFmpeg codec names, e.g. "
+                f"{', '.join(sorted(DEFAULT_ACCEPTED_CODECS))})"
+            ) from None
+        if codec.type != "video":
+            raise SettingsError(f"{name}: {codec_name!r} is not a video codec (its type is {codec.type})")
+        canonical.add(codec.canonical_name)
+    return frozenset(canonical)
+
+
+def accepted_codecs_from_env() -> frozenset[str]:
+    """VERITY_ACCEPTED_CODECS, or the default list; SettingsError on an unknown name.
+
+    Read on its own (not through get_settings) so media tools that probe files need no full configuration.
+    """
+    raw = _env("VERITY_ACCEPTED_CODECS")
+    return DEFAULT_ACCEPTED_CODECS if raw is None else parse_codecs("VERITY_ACCEPTED_CODECS", raw)
+
+
 MAX_API_KEY_CACHE_S = 60.0
 
 
@@ -114,6 +177,8 @@ class Settings:
     api_key_cache_s: float = 5.0
     # A worker that cannot reach its broker for this long at start-up exits (69) instead of retrying for ever.
     broker_startup_timeout_s: float = 30.0
+    # Video codecs accepted on upload (canonical FFmpeg names); anything else is 415 UNSUPPORTED_MEDIA_TYPE.
+    accepted_codecs: frozenset[str] = field(default=DEFAULT_ACCEPTED_CODECS)
 
     @property
     def embedded_broker(self) -> bool:
@@ -242,6 +307,7 @@ def load_settings() -> Settings:
         outage_max_backoff_s=_env_float("VERITY_OUTAGE_MAX_BACKOFF_S", 30.0),
         api_key_cache_s=_env_float("VERITY_API_KEY_CACHE_S", 5.0),
         broker_startup_timeout_s=_env_float("VERITY_BROKER_STARTUP_TIMEOUT_S", 30.0),
+        accepted_codecs=accepted_codecs_from_env(),
     )
     settings.validate()
     return settings

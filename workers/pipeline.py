@@ -6,6 +6,7 @@ Used by the Celery task and by the local tools alike.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,12 +19,14 @@ from db.media.probe import Limits, VideoInfo, check_limits, probe_video
 from models.pack import LoadedPack
 from models.preprocessing import normalisation_name
 from workers.media.crops import CropKey, cut_crops
-from workers.media.decode import Frame, read_frames
+from workers.media.decode import Frame, decode_frames
 from workers.media.faces import Face, FaceDetector
 from workers.media.tracks import link_tracks
 from workers.scoring.decision import Verdict
 from workers.scoring.sampling import fixed_rate_indices, uniform_indices
 from workers.scoring.verdict import CalibrationState, FusionSpec, MemberSpec, score_video
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[str, float], None]
 
@@ -67,6 +70,9 @@ class Decoded:
     info: VideoInfo
     frames: list[Frame]
     timings: dict[str, float]  # "probe" and "decode" seconds
+    # The sampled indices that did not decode (past the real end, truncated or broken stream): recorded in
+    # the result, so a verdict is never presented as resting on more frames than it saw.
+    missing: tuple[int, ...] = ()
 
 
 @dataclass
@@ -89,6 +95,16 @@ def _video_dict(info: VideoInfo) -> dict[str, Any]:
         "duration_s": info.duration_s,
         "container": info.container,
         "codec": info.codec,
+    }
+
+
+def frame_counts(decoded: Decoded, with_face: int) -> dict[str, Any]:
+    """Frames requested, decoded and with a face, and which requested ones did not decode."""
+    return {
+        "requested": len(decoded.frames) + len(decoded.missing),
+        "decoded": len(decoded.frames),
+        "with_face": with_face,
+        "missing": list(decoded.missing),
     }
 
 
@@ -169,9 +185,17 @@ def decode_video(path: Path, config: PipelineConfig, progress: Progress = _noop)
     indices = sample_indices(info, config)
     probed = time.perf_counter()
     progress("decoding", 0.1)
-    frames = read_frames(path, indices)
+    decoded = decode_frames(path, indices)
+    if decoded.missing:
+        log.warning(
+            "%s: %d of %d sampled frames did not decode: %s",
+            path.name,
+            len(decoded.missing),
+            len(decoded.requested),
+            decoded.missing,
+        )
     timings = {"probe": round(probed - start, 4), "decode": round(time.perf_counter() - probed, 4)}
-    return Decoded(info, frames, timings)
+    return Decoded(info, decoded.frames, timings, tuple(decoded.missing))
 
 
 def run_pipeline(
@@ -225,13 +249,14 @@ def run_pipeline(
         "test_pack": pack.manifest.test_pack,
         "calibration_version": calibration.version if calibration else None,
     }
+    frames_with_face = sum(1 for f in faces if f)
     base: dict[str, Any] = {
         "frames_sampled": len(frames),
-        "video": _video_dict(info),
+        # Inside the JSON `video` column: a new top-level key would need a Result column and a migration.
+        "video": {**_video_dict(info), "frames": frame_counts(decoded, frames_with_face)},
         **pack_info,
         "preprocessing": member_preprocessing(pack),
     }
-    frames_with_face = sum(1 for f in faces if f)
     if frames_with_face < min(config.min_face_frames, len(frames)) or frames_with_face == 0:
         timings["total"] = round(sum(timings.values()), 4)
         result = {

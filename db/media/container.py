@@ -55,7 +55,7 @@ def open_input(path: Path, *, decoders: bool = True) -> av.container.InputContai
         raise MediaError("CORRUPT_MEDIA", "the file is empty")
     fmt = sniff_container(head)
     if fmt is None:
-        raise MediaError("UNSUPPORTED_MEDIA", "not an MP4/MOV, Matroska/WebM or AVI file")
+        raise MediaError("UNSUPPORTED_MEDIA_TYPE", "not an MP4/MOV, Matroska/WebM or AVI file")
     try:
         return av.open(
             str(path),

@@ -4,6 +4,7 @@ DESIGN §8: resolution / duration / frame-count limits are checked from containe
 decoding, so a small file that declares a huge frame size or a long duration is refused in milliseconds.
 """
 
+from collections.abc import Set
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -15,10 +16,8 @@ import av.video.stream
 from db.media.bmff import video_sample_counts
 from db.media.container import open_input, sniff_container
 from db.media.errors import MediaError
+from db.settings import accepted_codecs_from_env
 
-# Decoders we are willing to run on uploads: the common camera / phone / web codecs. Each FFmpeg decoder
-# is attack surface; nobody uploads a deepfake as Cinepak.
-ACCEPTED_CODECS = frozenset({"h264", "hevc", "mpeg4", "vp8", "vp9", "av1"})
 # Far above any frame count we accept, yet it bounds what FFmpeg's MP4 index may cost when opening (~14 MB).
 MAX_DECLARED_SAMPLES = 1_000_000
 
@@ -51,16 +50,24 @@ class Limits:
     max_frames: int = 100_000
 
 
-def probe_video(path: Path) -> VideoInfo:
-    """Container and stream metadata of the first video stream; no frame is decoded."""
+def probe_video(path: Path, accepted_codecs: Set[str] | None = None) -> VideoInfo:
+    """Container and stream metadata of the first video stream; no frame is decoded.
+
+    `accepted_codecs` (canonical FFmpeg names) defaults to VERITY_ACCEPTED_CODECS: the worker probes again with
+    the same setting, so a file the API let through is not refused later (or the other way round).
+    """
+    accepted = accepted_codecs_from_env() if accepted_codecs is None else accepted_codecs
     _check_declared_samples(path)
     with open_input(path) as container:
         if not container.streams.video:
             raise MediaError("NO_VIDEO_STREAM", "the file has no video stream")
         stream = container.streams.video[0]
         codec = stream.codec_context.codec.canonical_name
-        if codec not in ACCEPTED_CODECS:
-            raise MediaError("UNSUPPORTED_MEDIA", f"video codec {codec!r} is not accepted")
+        if codec not in accepted:
+            raise MediaError(
+                "UNSUPPORTED_MEDIA_TYPE",
+                f"video codec {codec!r} is not accepted; accepted codecs: {', '.join(sorted(accepted))}",
+            )
         width, height = stream.codec_context.width, stream.codec_context.height
         if not (width and height):
             width, height = _declared_size(path)  # FFmpeg dropped a size over its own limit

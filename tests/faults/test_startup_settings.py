@@ -28,6 +28,7 @@ BAD = [
     ({"VERITY_LEASE_S": "twenty"}, "VERITY_LEASE_S must be an integer"),
     ({"VERITY_BROKER_STARTUP_TIMEOUT_S": "0"}, "VERITY_BROKER_STARTUP_TIMEOUT_S must be a positive number"),
     ({"VERITY_BROKER_STARTUP_TIMEOUT_S": "nan"}, "VERITY_BROKER_STARTUP_TIMEOUT_S must be a positive number"),
+    ({"VERITY_ACCEPTED_CODECS": "h264,divx"}, "VERITY_ACCEPTED_CODECS: 'divx' is not a video decoder"),
 ]
 
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from fractions import Fraction
 from functools import cache
 from pathlib import Path
@@ -21,9 +22,10 @@ import av
 import numpy as np
 import pytest
 from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
 from tests.conftest import REPO, Keys, Services, bearer
-from tests.unit.test_media_probe import _box_path, h264_mp4_declaring, write_video
+from tests.unit.test_media_probe import _box_path, h264_mp4_declaring, write_avi, write_video
 
 
 @cache
@@ -153,7 +155,43 @@ def test_unsupported_codec_is_415(client: FlaskClient, keys: Keys, tmp_path: Pat
         headers=bearer(keys.submitter),
         content_type="multipart/form-data",
     )
-    assert response.status_code == 415 and response.json["error"]["code"] == "UNSUPPORTED_MEDIA"
+    assert response.status_code == 415 and response.json["error"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
+    assert "'ffv1' is not accepted" in response.json["error"]["message"]
+
+
+def _post(client: FlaskClient, keys: Keys, data: bytes, name: str) -> TestResponse:
+    return client.post(
+        "/v1/jobs",
+        data={"file": (io.BytesIO(data), name)},
+        headers=bearer(keys.submitter),
+        content_type="multipart/form-data",
+    )
+
+
+@pytest.mark.parametrize("codec", ["mjpeg", "msmpeg4v3", "mpeg4"])
+def test_webcam_and_legacy_avi_codecs_are_accepted(client: FlaskClient, keys: Keys, tmp_path: Path, codec: str) -> None:
+    """Issue 13: a 160x120 webcam MJPEG AVI and MPEG-4 Part 2 AVIs (DivX / Windows MPEG-4 v3) are queued."""
+    path = write_avi(tmp_path / f"{codec}.avi", codec)
+    response = _post(client, keys, path.read_bytes(), f"{codec}.avi")
+    assert response.status_code == 202, response.json
+
+
+def test_a_refused_codec_and_a_refused_container_answer_the_same_415(
+    client: FlaskClient, keys: Keys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As VERITY_ACCEPTED_CODECS=h264 would configure it (load_settings is tested in tests/unit/test_media_probe.py).
+    config = client.application.config
+    monkeypatch.setitem(
+        config, "VERITY_SETTINGS", replace(config["VERITY_SETTINGS"], accepted_codecs=frozenset({"h264"}))
+    )
+    webcam = write_avi(tmp_path / "webcam.avi", "mjpeg")
+    codec = _post(client, keys, webcam.read_bytes(), "webcam.avi")
+    container = _post(client, keys, b"RIFF\x00\x00\x00\x00WAVEfmt " + bytes(64), "sound.wav")
+    assert (codec.status_code, codec.json["error"]["code"]) == (415, "UNSUPPORTED_MEDIA_TYPE")
+    assert codec.json["error"]["message"] == "video codec 'mjpeg' is not accepted; accepted codecs: h264"
+    assert (container.status_code, container.json["error"]["code"]) == (415, "UNSUPPORTED_MEDIA_TYPE")
+    assert "MP4/MOV, WebM/Matroska or AVI" in container.json["error"]["message"]
+    assert _post(client, keys, tiny_mp4(9), "ok.mp4").status_code == 202  # h264 still passes
 
 
 @pytest.mark.parametrize(
@@ -171,7 +209,9 @@ def test_client_filenames_never_reach_a_key_or_a_path(
 
     probed: list[Path] = []
     real_probe = api.uploads.probe_video
-    monkeypatch.setattr(api.uploads, "probe_video", lambda path: probed.append(path) or real_probe(path))
+    monkeypatch.setattr(
+        api.uploads, "probe_video", lambda path, *codecs: probed.append(path) or real_probe(path, *codecs)
+    )
     response = client.post(
         "/v1/jobs",
         data={"file": (io.BytesIO(tiny_mp4(4)), name)},

@@ -5,6 +5,7 @@ Needs ../shared/testdata beside the repo (skips without it); runs MTCNN on CPU, 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from models.pack import LoadedPack, load_pack
 from models.testpack import TINY_MEMBERS, write_test_pack
 from workers import evaluate, scan
 from workers.media.faces import FaceDetector
-from workers.pipeline import PipelineConfig, run_pipeline
+from workers.pipeline import PipelineConfig, decode_video, run_pipeline
 from workers.plots import timeline_figure, timeline_png
 
 TESTDATA = Path(__file__).resolve().parents[2].parent / "shared" / "testdata"
@@ -107,7 +108,7 @@ def test_scan_refuses_a_non_video_with_exit_2(tmp_path: Path, capsys: pytest.Cap
     bogus.write_bytes(b"this is not a video" * 100)
     assert scan.main([str(bogus), "--png", str(tmp_path / "x.png")]) == 2
     err = capsys.readouterr().err
-    assert err.split(":")[0] in {"UNSUPPORTED_MEDIA", "CORRUPT_MEDIA"}
+    assert err.split(":")[0] in {"UNSUPPORTED_MEDIA_TYPE", "CORRUPT_MEDIA"}
     assert not (tmp_path / "x.png").exists()
 
 
@@ -204,6 +205,22 @@ def test_a_clip_without_faces_abstains(tmp_path: Path, faces: FaceDetector, test
     assert result["verdict"] == "NO_FACE"
     assert result["score"] is None and result["per_model"] == {} and result["tracks"]["tracks"] == []
     assert result["frames_sampled"] == 8
+    assert result["video"]["frames"] == {"requested": 8, "decoded": 8, "with_face": 0, "missing": []}
+
+
+def test_frames_that_did_not_decode_are_recorded_in_the_result(
+    tmp_path: Path, faces: FaceDetector, test_pack: LoadedPack
+) -> None:
+    # As a stream broken off mid-way decodes: the last two sampled frames never arrive.
+    video = tmp_path / "noface.mp4"
+    _write_faceless_video(video)
+    config = PipelineConfig(max_frames=8)
+    full = decode_video(video, config)
+    lost = tuple(f.index for f in full.frames[-2:])
+    short = dataclasses.replace(full, frames=full.frames[:-2], missing=lost)
+    result = run_pipeline(video, faces, test_pack, config, decoded=short).result
+    assert result["frames_sampled"] == 6
+    assert result["video"]["frames"] == {"requested": 8, "decoded": 6, "with_face": 0, "missing": list(lost)}
 
 
 def test_the_crowd_clip_yields_several_tracks(faces: FaceDetector, test_pack: LoadedPack) -> None:

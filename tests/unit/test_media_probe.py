@@ -7,13 +7,16 @@ import io
 import struct
 import time
 from pathlib import Path
+from typing import cast
 
 import av
+import av.video.stream
 import numpy as np
 import pytest
 
 from db.media.errors import MediaError
 from db.media.probe import Limits, VideoInfo, check_limits, probe_video
+from db.settings import DEFAULT_ACCEPTED_CODECS, SettingsError, load_settings, parse_codecs
 from workers.media.decode import read_frames
 
 TESTDATA = Path(__file__).resolve().parents[2].parent / "shared" / "testdata"
@@ -192,7 +195,7 @@ def test_zero_byte_file_is_corrupt(tmp_path: Path) -> None:
 def test_text_named_mp4_is_unsupported(tmp_path: Path) -> None:
     path = tmp_path / "notes.mp4"
     path.write_text("#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:0\nfile:///etc/passwd\n")  # a playlist posing as .mp4
-    assert probe_error(path).code == "UNSUPPORTED_MEDIA"
+    assert probe_error(path).code == "UNSUPPORTED_MEDIA_TYPE"
 
 
 @needs_testdata
@@ -268,8 +271,80 @@ def test_codec_outside_the_allow_list_is_unsupported(tmp_path: Path) -> None:
     path = tmp_path / "lossless.mkv"
     write_video(path, codec="ffv1", fmt="matroska")
     error = probe_error(path)
-    assert error.code == "UNSUPPORTED_MEDIA"
-    assert "ffv1" in error.message
+    assert error.code == "UNSUPPORTED_MEDIA_TYPE"
+    assert "'ffv1' is not accepted" in error.message
+    assert "accepted codecs: " + ", ".join(sorted(DEFAULT_ACCEPTED_CODECS)) in error.message
+
+
+# --- Webcam and legacy codecs (issue 13 item 5) ----------------------------------------------------------
+
+# codec as probe_video names it -> the PyAV encoder that writes it. msmpeg4v3 is encoded by FFmpeg's "msmpeg4".
+AVI_ENCODERS = {"mjpeg": "mjpeg", "msmpeg4v3": "msmpeg4", "msmpeg4v2": "msmpeg4v2", "mpeg4": "mpeg4"}
+
+
+def write_avi(path: Path, codec: str, *, width: int = 160, height: int = 120, frames: int = 5) -> Path:
+    """A small AVI as a webcam (MJPEG) or an old DivX-era file (MPEG-4 Part 2) writes it, 15 fps."""
+    with av.open(str(path), "w", format="avi") as out:
+        stream = cast(av.video.stream.VideoStream, out.add_stream(AVI_ENCODERS[codec], rate=15))
+        stream.width, stream.height = width, height
+        # FFmpeg's MJPEG encoder wants full-range YUV, as webcams write it.
+        stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
+        for i in range(frames):
+            image = np.full((height, width, 3), 30 * i % 256, np.uint8)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        out.mux(stream.encode())
+    return path
+
+
+@pytest.mark.parametrize("codec", sorted(AVI_ENCODERS))
+def test_webcam_and_legacy_avi_codecs_are_accepted_by_default(tmp_path: Path, codec: str) -> None:
+    info = probe_video(write_avi(tmp_path / f"{codec}.avi", codec))
+    assert (info.container, info.codec, info.width, info.height) == ("avi", codec, 160, 120)
+    assert info.frame_count == 5 and info.fps == pytest.approx(15)
+
+
+def test_the_accepted_codecs_come_from_the_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    webcam = write_avi(tmp_path / "webcam.avi", "mjpeg")
+    monkeypatch.setenv("VERITY_ACCEPTED_CODECS", "h264, hevc")
+    error = probe_error(webcam)  # no list passed: the worker's call reads VERITY_ACCEPTED_CODECS
+    assert error.code == "UNSUPPORTED_MEDIA_TYPE"
+    assert error.message == "video codec 'mjpeg' is not accepted; accepted codecs: h264, hevc"
+    assert probe_video(webcam, frozenset({"mjpeg"})).codec == "mjpeg"  # an explicit list wins (the API's)
+
+
+def test_default_codecs_are_all_decoders_in_this_ffmpeg() -> None:
+    assert parse_codecs("X", ",".join(DEFAULT_ACCEPTED_CODECS)) == DEFAULT_ACCEPTED_CODECS
+    assert {"mjpeg", "msmpeg4v2", "msmpeg4v3", "mpeg4", "h263", "mpeg1video", "mpeg2video"} <= DEFAULT_ACCEPTED_CODECS
+    assert {"prores", "theora", "vp8", "h264", "hevc", "vp9", "av1"} <= DEFAULT_ACCEPTED_CODECS
+    assert not {"wmv2", "wmv3"} & DEFAULT_ACCEPTED_CODECS  # they need ASF, which is not an accepted container
+
+
+def test_the_setting_is_parsed_and_normalised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VERITY_HOME", str(tmp_path))  # load_settings may write a webhook secret there
+    monkeypatch.setenv("VERITY_ACCEPTED_CODECS", " H264 ,msmpeg4, libdav1d,,")
+    # Decoder names copied from `ffmpeg -decoders` become the codec names probe_video compares.
+    assert load_settings().accepted_codecs == {"h264", "msmpeg4v3", "av1"}
+    monkeypatch.delenv("VERITY_ACCEPTED_CODECS")
+    assert load_settings().accepted_codecs == DEFAULT_ACCEPTED_CODECS
+
+
+@pytest.mark.parametrize(
+    ("raw", "needle"),
+    [
+        ("h264,h265x", "'h265x' is not a video decoder in this FFmpeg build"),
+        ("h264,aac", "'aac' is not a video codec (its type is audio)"),
+        (" , ", "must list at least one video codec"),
+        ("libx264", "'libx264' is not a video decoder"),  # an encoder's name is not a decoder's
+    ],
+)
+def test_invalid_codec_settings_are_refused_at_start_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, raw: str, needle: str
+) -> None:
+    monkeypatch.setenv("VERITY_HOME", str(tmp_path))
+    monkeypatch.setenv("VERITY_ACCEPTED_CODECS", raw)
+    with pytest.raises(SettingsError, match="VERITY_ACCEPTED_CODECS") as caught:
+        load_settings()
+    assert needle in str(caught.value)
 
 
 @pytest.mark.parametrize(("codec", "fmt", "container"), [("libvpx-vp9", "webm", "matroska"), ("mpeg4", "avi", "avi")])
