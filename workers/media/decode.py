@@ -90,20 +90,18 @@ def decode_frames(
         return DecodedFrames([], [], [], False)
     if wanted[0] < 0:
         raise ValueError(f"frame indices must be >= 0, got {wanted[0]}")
-    ranks = _presentation_ranks(path) if skip_unreferenced is not False else None
-    if ranks and (skip_unreferenced or _skip_proven(path)):
-        frames = _decode(path, wanted, max_pixels, ranks)
-        got = {f.index for f in frames}
-        # Frames the demuxer counted but the shortcut did not deliver: an unproven pair (forced) or a file
-        # unlike the ones it was proven on. Correct frames beat a faster decode: decode them all plainly.
-        if any(i not in got and i < len(ranks) for i in wanted):
-            frames = _decode(path, wanted, max_pixels, None)
-        else:
-            return DecodedFrames(frames, wanted, [i for i in wanted if i not in got], True)
-    else:
-        frames = _decode(path, wanted, max_pixels, None)
+    # The header check first: an unproven pair (AVI, ...) never pays for the demux pass the ranks need.
+    use_shortcut = _skip_proven(path) if skip_unreferenced is None else skip_unreferenced
+    ranks = _presentation_ranks(path) if use_shortcut else None
+    frames = _decode(path, wanted, max_pixels, ranks)
     got = {f.index for f in frames}
-    return DecodedFrames(frames, wanted, [i for i in wanted if i not in got], False)
+    # Frames the demuxer counted but the shortcut did not deliver: an unproven pair (forced) or a file unlike
+    # the ones it was proven on. Correct frames beat a faster decode: decode them all plainly.
+    if ranks and any(i not in got and i < len(ranks) for i in wanted):
+        ranks = None
+        frames = _decode(path, wanted, max_pixels, None)
+        got = {f.index for f in frames}
+    return DecodedFrames(frames, wanted, [i for i in wanted if i not in got], bool(ranks))
 
 
 def _skip_proven(path: Path) -> bool:
