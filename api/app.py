@@ -9,7 +9,7 @@ from flask import Flask
 
 from api import auth, boundary, calibrations, deliveries, feedback, health, jobs, metrics, openapi, ratelimit, review
 from api.errors import register_error_handlers
-from db.settings import Settings, get_settings
+from core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +41,9 @@ def warm_up(app: Flask) -> None:
     api/gunicorn_conf.py): the object-store client, the Celery app and its AMQP machinery, a database and a
     Redis connection. Otherwise the first upload in each worker pays for importing boto3 and half of Celery —
     seconds on a busy host. Best effort: a service that is down now is only logged, the requests report it."""
-    from db.queue import get_celery
+    from core.queue import get_celery
+    from core.storage import get_store
     from db.session import get_engine
-    from db.storage import get_store
 
     def limiter() -> None:
         client = getattr(app.extensions["verity_rate_limiter"].counter, "client", None)

@@ -20,10 +20,10 @@ from flask import Flask, current_app, g, request
 from api import boundary, ratelimit
 from api.errors import ApiError
 from api.openapi import spec
+from core.settings import Settings
 from db.apikeys import KeyCache, Principal, authenticate
 from db.models import Role
 from db.session import read_scope
-from db.settings import Settings
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -31,7 +31,7 @@ from gunicorn.http.errors import NoMoreData, ParseException
 
 from api.errors import ApiError, error_response
 from api.uploads import CappedSpool
-from db.settings import Settings
+from core.settings import Settings
 
 JSON_BODY_MAX_BYTES = 64 * 1024
 MAX_JSON_DEPTH = 32

@@ -2,7 +2,7 @@
 and replay of a stored job under any version.
 
 Layering: the API calls ``workers.recalibrate`` directly. That module is database + pure numpy
-(``workers.scoring``) and imports neither torch nor ``workers.pipeline`` / ``models.pack``, and
+(``core.scoring``) and imports neither torch nor ``workers.pipeline`` / ``models.pack``, and
 ``workers/__init__.py`` is empty, so importing it keeps the API process free of torch. A fit is
 synchronous: it reads stored scores only and takes seconds for tens of thousands of labels.
 """
@@ -18,10 +18,10 @@ from api.errors import ApiError
 from api.jobs import _tenant_job
 from api.openapi import responses, spec
 from api.schemas import CalibrationFitIn, CalibrationList, CalibrationView, ReplayQuery, ReplayView
+from core.scoring.fusion import FUSION_METHODS
 from db.models import Role
 from db.session import session_scope
 from workers import recalibrate as calibrations
-from workers.scoring.fusion import FUSION_METHODS
 
 bp = Blueprint("calibrations", __name__)
 

@@ -16,8 +16,8 @@ from api.jobs import _tenant_job
 from api.openapi import responses, spec
 from api.schemas import DeliveryList, DeliveryView
 from api.serialize import iso
+from core.queue import enqueue_webhook
 from db.models import DeliveryState, Role, WebhookDelivery
-from db.queue import enqueue_webhook
 from db.session import session_scope
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 Options given on the command line override these (``-b``, ``-w``, ``--threads``, ...), and so do gunicorn's own
 environment variables (``WEB_CONCURRENCY`` for the worker count, ``GUNICORN_CMD_ARGS``).
 
-Why these values (measured with ``python -m workers.bench_api``):
+Why these values (measured with ``python -m tools.bench_api``):
 
 * ``gthread`` workers keep HTTP connections alive between requests. The default ``sync`` worker closes the
   connection after every response, so a client polling a job's status pays a TCP handshake each time and
@@ -18,7 +18,7 @@ Why these values (measured with ``python -m workers.bench_api``):
 * At most ``2 * threads`` connections per worker (``worker_connections``), so at most ``threads`` of them idle
   in keep-alive. A kept-alive connection stays with the worker that accepted it. When a client opens a fixed
   set of connections at once (a load generator, a proxy's upstream pool), one worker used to accept all of
-  them and the others sat idle: the list phase of ``workers.bench_api`` ran at 291 req/s, p99 117 ms, on one
+  them and the others sat idle: the list phase of ``tools.bench_api`` ran at 291 req/s, p99 117 ms, on one
   CPU. A full worker stops accepting, and a worker already holding ``threads`` idle connections closes the
   next one after its response. The client then reconnects to a worker with room, and the same phase ran at
   1,065 req/s, p99 29 ms. The price is a reconnect now and then for clients that hold many idle connections.

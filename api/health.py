@@ -8,9 +8,9 @@ from sqlalchemy import text
 from api.metrics import workers_status
 from api.openapi import responses, spec
 from api.schemas import Health, Readiness
-from db.queue import check_broker
+from core.queue import check_broker
+from core.storage import get_store
 from db.session import get_engine
-from db.storage import get_store
 
 bp = Blueprint("health", __name__)
 

@@ -20,12 +20,12 @@ from api.openapi import responses, spec
 from api.schemas import JobForm, JobHeaders, JobList, JobListQuery, JobView, ResultView
 from api.serialize import job_view, result_view
 from api.uploads import check_media, display_filename, inspect_upload
+from core.netguard import UnsafeUrlError, vet_url
+from core.queue import enqueue_detect
+from core.settings import Settings
+from core.storage import StorageError, get_store
 from db.models import Job, JobStatus, Result, Role
-from db.netguard import UnsafeUrlError, vet_url
-from db.queue import enqueue_detect
 from db.session import read_scope, session_scope
-from db.settings import Settings
-from db.storage import StorageError, get_store
 
 log = logging.getLogger(__name__)
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")

@@ -31,12 +31,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
 from sqlalchemy import func, select
 
+from core.logs import configure_logging, job_id_var, request_id_var
+from core.queue import GPU_QUEUE, IO_QUEUE, broker_transport_options
+from core.settings import get_settings
 from db import heartbeat
-from db.logging_setup import configure_logging, job_id_var, request_id_var
 from db.models import Calibration, Job, JobStatus, Result, WebhookDelivery, utcnow
-from db.queue import GPU_QUEUE, IO_QUEUE, broker_transport_options
 from db.session import session_scope
-from db.settings import get_settings
 
 log = logging.getLogger("verity.requests")
 bp = Blueprint("metrics", __name__)

@@ -23,7 +23,7 @@ import redis
 from flask import Flask, current_app
 
 from api.errors import ApiError
-from db.settings import Settings
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 

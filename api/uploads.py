@@ -1,5 +1,5 @@
 """Upload checks that need no decoding: emptiness, magic bytes against an allow-list of containers, and the
-resolution / duration / frame-count limits the container declares (db.media.probe, PyAV only)."""
+resolution / duration / frame-count limits the container declares (core.media.probe, PyAV only)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from api.errors import ApiError
-from db.media.errors import MediaError
-from db.media.probe import Limits, check_limits, probe_video
+from core.media.errors import MediaError
+from core.media.probe import Limits, check_limits, probe_video
 
 CHUNK = 1024 * 1024
 

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.settings import get_settings
+from core.settings import get_settings
 
 # A pooled connection that sat unused longer than this is pinged before it is handed out (see _ping_when_idle).
 PING_AFTER_IDLE_S = 1.0
@@ -68,7 +68,7 @@ def make_engine(database_url: str, ping_after_idle_s: float = PING_AFTER_IDLE_S)
             # An unreachable server (dropped packets, not a refusal) fails in seconds, not after TCP's ~2 min.
             "connect_timeout": 10,
             # The server notices a vanished client (a lost machine: no FIN) in ~1 min instead of ~2 h, which
-            # also frees that worker's liveness locks (workers/job_store.py) so its jobs are taken over.
+            # also frees that worker's liveness locks (db/jobs.py) so its jobs are taken over.
             "options": "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3",
         },
     )

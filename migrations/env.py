@@ -7,8 +7,8 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import create_engine
 
+from core.settings import load_settings
 from db.models import Base
-from db.settings import load_settings
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.crop_spec import SEED_PAD30, CropSpec
-from models.preprocessing import Normalisation
+from core.crop_spec import SEED_PAD30, CropSpec
+from core.preprocessing import Normalisation
 
 
 class Detector(Protocol):

@@ -18,10 +18,10 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from models.crop_spec import DFDC_THIRD_PAD, FFPP_SQUARE_13, SBI_EIGHTH, SEED_PAD30, SQUARE_13, CropSpec
+from core.crop_spec import DFDC_THIRD_PAD, FFPP_SQUARE_13, SBI_EIGHTH, SEED_PAD30, SQUARE_13, CropSpec
+from core.preprocessing import CLIP, HALF, IMAGENET, UNIT, Normalisation
 from models.detector import OutputSemantics
 from models.key_adapter import KeyAdapter
-from models.preprocessing import CLIP, HALF, IMAGENET, UNIT, Normalisation
 
 Padding = Literal["tf_same", "symmetric"]
 

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.manifest import ProbeCheck
+from core.preprocessing import Normalisation
 from models.checkpoint import CheckpointError, load_strict, read_state_dict, strip_prefixes
 from models.formats import ArchIdentity, CheckpointFormat, formats_matching, resolve
-from models.manifest import ProbeCheck
-from models.preprocessing import Normalisation
 
 PROBE_IMAGES = 2
 DEFAULT_PROBE_TOLERANCE = 1e-3  # CPU float32 repeats to ~1e-6; GPUs (no TF32 here) to ~1e-4

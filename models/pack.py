@@ -7,12 +7,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.crop_spec import crop_convention
+from core.crop_spec import crop_convention
+from core.manifest import MemberManifest, PackManifest, read_manifest, resolve_weights_dir
 from models.detector import Detector, TorchDetector
 from models.formats import get_format
 from models.integrity import sha256_file, verify_sha256
 from models.loading import build, check_identity, load_weights, probe_logits, verify_probe
-from models.manifest import MemberManifest, PackManifest, read_manifest, resolve_weights_dir
 
 log = logging.getLogger(__name__)
 

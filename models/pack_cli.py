@@ -21,14 +21,14 @@ from typing import Any
 
 import yaml
 
+from core.manifest import ManifestError, parse_manifest, read_manifest, resolve_weights_dir, weights_dir_for
+from core.preprocessing import normalisation_name
 from models.checkpoint import CheckpointError
 from models.convert import convert_pickled_module
 from models.formats import CheckpointFormat, UnknownFormatError, formats, get_format
 from models.integrity import ChecksumError, sha256_file
 from models.loading import DEFAULT_PROBE_TOLERANCE, build, check_identity, load_weights, probe_logits
-from models.manifest import ManifestError, parse_manifest, read_manifest, resolve_weights_dir, weights_dir_for
 from models.pack import load_member
-from models.preprocessing import normalisation_name
 
 
 class Refused(Exception):

@@ -57,10 +57,10 @@ def _wait_port(port: int, timeout_s: float = 30) -> None:
 
 
 def reset_caches() -> None:
-    from db.queue import get_celery
+    from core.queue import get_celery
+    from core.settings import get_settings
+    from core.storage import get_store
     from db.session import get_engine, get_sessionmaker
-    from db.settings import get_settings
-    from db.storage import get_store
 
     if get_engine.cache_info().currsize:
         get_engine().dispose()
@@ -138,7 +138,7 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     try:
         _wait_port(port)
         reset_caches()
-        from db.storage import S3Store, get_store
+        from core.storage import S3Store, get_store
 
         store = get_store()
         assert isinstance(store, S3Store)

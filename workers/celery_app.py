@@ -20,12 +20,12 @@ from celery.signals import (
 )
 from kombu.utils.url import maybe_sanitize_url
 
+from core.logs import configure_logging, job_id_var
+from core.manifest import ManifestError, missing_checkpoints
+from core.queue import DETECT_TASK, GPU_QUEUE, check_celery_conf, make_celery
+from core.settings import SettingsError, get_settings
 from db import heartbeat
-from db.logging_setup import configure_logging, job_id_var
-from db.queue import DETECT_TASK, GPU_QUEUE, check_celery_conf, make_celery
 from db.session import dispose_engine_after_fork
-from db.settings import SettingsError, get_settings
-from models.manifest import ManifestError, missing_checkpoints
 
 try:
     settings = get_settings()  # validates the timeout chain; a worker refuses to start on bad settings

@@ -15,16 +15,16 @@ from typing import Any
 
 import numpy as np
 
-from db.media.probe import Limits, VideoInfo, check_limits, probe_video
+from core.media.decode import Frame, decode_frames
+from core.media.probe import Limits, VideoInfo, check_limits, probe_video
+from core.preprocessing import normalisation_name
+from core.scoring.decision import Verdict
+from core.scoring.sampling import fixed_rate_indices, uniform_indices
+from core.scoring.verdict import CalibrationState, FusionSpec, MemberSpec, score_video
 from models.pack import LoadedPack
-from models.preprocessing import normalisation_name
 from workers.media.crops import CropKey, cut_crops
-from workers.media.decode import Frame, decode_frames
 from workers.media.faces import Face, FaceDetector
 from workers.media.tracks import link_tracks
-from workers.scoring.decision import Verdict
-from workers.scoring.sampling import fixed_rate_indices, uniform_indices
-from workers.scoring.verdict import CalibrationState, FusionSpec, MemberSpec, score_video
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def face_detection_plan(height: int, width: int, min_face_size: int, config: Pip
 
     A frame whose short side is over ``config.face_short_side`` is detected at that size, with the detector's
     minimum face size *there*: at 720 a 1080p frame is searched for faces of 60 px and up instead of 40, for
-    about half of MTCNN's CPU time (workers.bench measures it and the verdicts it changes). An explicit
+    about half of MTCNN's CPU time (tools.bench measures it and the verdicts it changes). An explicit
     ``face_downscale`` < 1 overrides this and keeps the minimum in full-frame pixels.
     """
     if config.face_downscale < 1:
@@ -176,7 +176,7 @@ def decode_video(path: Path, config: PipelineConfig, progress: Progress = _noop)
 
     The prefetch hook: this part needs no model, and PyAV decodes with the GIL released, so a caller can run
     it for the next video in a thread while the current one is in inference, then pass the result to
-    :func:`run_pipeline` as ``decoded`` (workers.bench measures what that overlap gains).
+    :func:`run_pipeline` as ``decoded`` (tools.bench measures what that overlap gains).
     """
     start = time.perf_counter()
     progress("probing", 0.05)

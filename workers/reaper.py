@@ -18,11 +18,12 @@ from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
 
+from core import payloads
+from core.queue import broker_lost_messages, enqueue_detect, enqueue_webhook
+from core.settings import Settings
+from db import jobs
 from db.models import Job, JobStatus
-from db.queue import broker_lost_messages, enqueue_detect, enqueue_webhook
 from db.session import session_scope
-from db.settings import Settings
-from workers import job_store, payloads
 
 log = logging.getLogger(__name__)
 
@@ -56,17 +57,17 @@ def _expire_leases(settings: Settings, now: datetime, report: ReapReport) -> lis
         trust_locks = _locks_trustworthy(session, settings)
         for job in stale:
             expired = job.lease_expires_at is None or job.lease_expires_at < now
-            if not expired and (not trust_locks or job_store.owner_alive_sql(session, job.id)):
+            if not expired and (not trust_locks or jobs.owner_alive_sql(session, job.id)):
                 continue  # a slow heartbeat, but its worker still holds the lock (or may not have re-taken it yet)
-            used = job_store.attempts_used(job.attempt, job.outage_retries)
+            used = jobs.attempts_used(job.attempt, job.outage_retries)
             if used >= settings.max_attempts:
                 message = f"the job was attempted {used} times and its worker never finished it"
                 job.status, job.stage = JobStatus.FAILED.value, "failed"
-                job.error_code, job.error_message = job_store.MAX_ATTEMPTS_CODE, message
+                job.error_code, job.error_message = jobs.MAX_ATTEMPTS_CODE, message
                 job.lease_expires_at, job.finished_at = None, now
                 report.failed.append(str(job.id))
-                payload = payloads.failed(job.id, job_store.MAX_ATTEMPTS_CODE, message)
-                delivery = job_store.add_webhook(session, job.id, job.webhook_url, "job.failed", payload)
+                payload = payloads.failed(job.id, jobs.MAX_ATTEMPTS_CODE, message)
+                delivery = jobs.add_webhook(session, job.id, job.webhook_url, "job.failed", payload)
                 if delivery:
                     deliveries.append(str(delivery))
             else:
@@ -138,7 +139,7 @@ def reap(settings: Settings) -> ReapReport:
 
 
 def _mark_enqueued(job_id: uuid.UUID) -> None:
-    job_store.mark_enqueued(job_id)
+    jobs.mark_enqueued(job_id)
 
 
 def _mark_not_enqueued(job_id: uuid.UUID) -> None:

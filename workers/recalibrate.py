@@ -1,6 +1,6 @@
 """Calibration versions in the database: fit from moderator feedback, list, activate / roll back, replay.
 
-The fit itself is ``workers.scoring.recalibration`` (pure numpy): this module gathers the labelled jobs
+The fit itself is ``core.scoring.recalibration`` (pure numpy): this module gathers the labelled jobs
 with the per-model scores their results stored, stores a ``candidate`` row, flips statuses on activation
 and hands the worker the active version. Nothing here re-runs a detector or imports torch, so the API
 imports this module directly (``workers/__init__.py`` is empty; never import ``workers.pipeline`` or
@@ -35,14 +35,11 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from db.models import Calibration, FrameScore, Job, Result, utcnow
-from db.queue import RECALIBRATE_TASK
-from db.session import session_scope
-from db.settings import Settings, get_settings
-from workers.scoring.fusion import FUSION_METHODS
-from workers.scoring.metrics import ReliabilityBin
-from workers.scoring.override import KNOWN_CONTENT
-from workers.scoring.recalibration import (
+from core.queue import RECALIBRATE_TASK
+from core.scoring.fusion import FUSION_METHODS
+from core.scoring.metrics import ReliabilityBin
+from core.scoring.override import KNOWN_CONTENT
+from core.scoring.recalibration import (
     LabelledJob,
     NotEnoughLabels,
     Recalibration,
@@ -51,7 +48,10 @@ from workers.scoring.recalibration import (
     VersionSpec,
     recalibrate,
 )
-from workers.scoring.verdict import CalibrationState, FusionSpec, MemberSpec, score_video
+from core.scoring.verdict import CalibrationState, FusionSpec, MemberSpec, score_video
+from core.settings import Settings, get_settings
+from db.models import Calibration, FrameScore, Job, Result, utcnow
+from db.session import session_scope
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class ReplayError(ValueError):
 
 def pack_defaults(settings: Settings | None = None) -> tuple[FusionSpec, dict[str, float]]:
     """The pack's fusion spec and base member weights, read from its manifest (pure YAML, no torch)."""
-    from models.manifest import ManifestError, read_manifest
+    from core.manifest import ManifestError, read_manifest
 
     settings = settings or get_settings()
     try:

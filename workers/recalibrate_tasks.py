@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from db.queue import RECALIBRATE_TASK
+from core.queue import RECALIBRATE_TASK
 from workers.celery_app import app
 from workers.recalibrate import NotEnoughLabels, auto_activate_default, config_from_env, fit, recalibrate_schedule
 

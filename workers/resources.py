@@ -8,8 +8,8 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 
+from core.settings import Settings, get_settings
 from db import heartbeat
-from db.settings import Settings, get_settings
 from models.pack import LoadedPack, load_pack
 from workers.media.faces import FaceDetector
 from workers.pipeline import PipelineConfig
@@ -33,7 +33,7 @@ def resolve_device(requested: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-# On CPU a batch that outgrows the caches costs more than the per-call overhead it saves: workers.bench measured
+# On CPU a batch that outgrows the caches costs more than the per-call overhead it saves: tools.bench measured
 # MTCNN at 4 frames and the detectors at 8 crops per call as fast or faster than 16 / 32 (MesoNet 2x, 1080p MTCNN
 # 1.3x). GPUs want the configured, larger batches.
 CPU_FACE_BATCH = 4

@@ -20,8 +20,9 @@ from typing import Any
 from celery import Task
 from celery.exceptions import Reject, SoftTimeLimitExceeded
 
-from db.media.errors import MediaError
-from db.queue import (
+from core import payloads
+from core.media.errors import MediaError
+from core.queue import (
     DELIVER_WEBHOOK_TASK,
     DETECT_TASK,
     REAP_TASK,
@@ -29,11 +30,12 @@ from db.queue import (
     enqueue_webhook,
     soft_time_limit_s,
 )
-from db.settings import Settings, get_settings
-from db.storage import ObjectMissing, StorageError, get_store
-from workers import job_store, payloads, reaper, recalibrate, webhooks
+from core.settings import Settings, get_settings
+from core.storage import ObjectMissing, StorageError, get_store
+from db import jobs
+from db.jobs import Claim
+from workers import reaper, recalibrate, webhooks
 from workers.celery_app import app
-from workers.job_store import Claim
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +76,7 @@ class LeaseKeeper:
     A transient database error only skips a beat: the lease outlasts several, and the final write is fenced.
     """
 
-    def __init__(self, claim: Claim, lock: job_store.OwnerLock, settings: Settings) -> None:
+    def __init__(self, claim: Claim, lock: jobs.OwnerLock, settings: Settings) -> None:
         self.claim = claim
         self.lock = lock
         self.settings = settings
@@ -92,9 +94,9 @@ class LeaseKeeper:
 
     def beat(self, stage: str | None = None, fraction: float | None = None) -> None:
         try:
-            owned = job_store.heartbeat(self.claim, stage, fraction, self.settings.lease_s)
+            owned = jobs.heartbeat(self.claim, stage, fraction, self.settings.lease_s)
         except Exception as exc:
-            if not job_store.is_transient(exc):
+            if not jobs.is_transient(exc):
                 raise
             log.warning("heartbeat for job %s skipped, database unavailable: %s", self.claim.job_id, str(exc)[:200])
             return
@@ -122,8 +124,8 @@ def _send_webhook(delivery_id: Any) -> None:
 
 def _fail(claim: Claim, code: str, message: str, patience: Patience) -> None:
     payload = payloads.failed(claim.job_id, code, message)
-    outcome = job_store.fail(claim, code, message, payload, patience.db_s())
-    if outcome is False:  # job_store.fail logged it
+    outcome = jobs.fail(claim, code, message, payload, patience.db_s())
+    if outcome is False:  # jobs.fail logged it
         return
     log.info("job %s failed: %s: %s", claim.job_id, code, message)
     _send_webhook(outcome)
@@ -142,7 +144,7 @@ def _process(claim: Claim, keeper: LeaseKeeper, patience: Patience) -> None:
         path = Path(tmp) / "input"
         get_store().download_to(claim.input_key, path)
         if claim.outage_since is not None:
-            job_store.outage_over(claim, patience.db_s())
+            jobs.outage_over(claim, patience.db_s())
         progress("loading_models", 0.03)
         resources = get_resources()
         config = resources.config
@@ -154,11 +156,9 @@ def _process(claim: Claim, keeper: LeaseKeeper, patience: Patience) -> None:
         from workers.pipeline import pack_fusion_spec, run_pipeline  # torch-heavy; io workers never import it
 
         # One read of the active version, so its calibrators and its thresholds always go together.
-        current = job_store.with_retry(
-            recalibrate.active, patience.db_s(), f"reading the calibration for {claim.job_id}"
-        )
-        known = job_store.with_retry(
-            lambda: job_store.known_label(claim), patience.db_s(), f"reading moderator labels for {claim.job_id}"
+        current = jobs.with_retry(recalibrate.active, patience.db_s(), f"reading the calibration for {claim.job_id}")
+        known = jobs.with_retry(
+            lambda: jobs.known_label(claim), patience.db_s(), f"reading moderator labels for {claim.job_id}"
         )
         output = run_pipeline(
             path,
@@ -171,7 +171,7 @@ def _process(claim: Claim, keeper: LeaseKeeper, patience: Patience) -> None:
             progress=progress,
         )
     progress("saving", 0.95)
-    outcome = job_store.complete(
+    outcome = jobs.complete(
         claim, output.result, output.frame_rows, payloads.succeeded(claim.job_id, output.result), patience.db_s()
     )
     if outcome is False:
@@ -180,12 +180,12 @@ def _process(claim: Claim, keeper: LeaseKeeper, patience: Patience) -> None:
     _send_webhook(outcome)
 
 
-def _take(job_id: uuid.UUID, lock: job_store.OwnerLock, settings: Settings) -> job_store.Taken:
+def _take(job_id: uuid.UUID, lock: jobs.OwnerLock, settings: Settings) -> jobs.Taken:
     """Lock first, then claim: a live owner always holds the lock, so getting it means any owner is gone."""
     deadline = time.monotonic() + TAKEOVER_WAIT_S
     while True:
         owner_gone = lock.acquire()
-        taken = job_store.take(
+        taken = jobs.take(
             str(job_id),
             settings.lease_s,
             max_attempts=settings.max_attempts,
@@ -208,12 +208,12 @@ def detect(self: Task, job_id: str) -> None:
     except ValueError:
         log.error("detect called with a malformed job id %r", job_id)
         return
-    lock = job_store.OwnerLock(jid)
+    lock = jobs.OwnerLock(jid)
     try:
         try:
             taken = _take(jid, lock, settings)
         except Exception as exc:
-            if not job_store.is_transient(exc):
+            if not jobs.is_transient(exc):
                 raise
             # Acking now would leave the job QUEUED until the reaper's visibility-timeout resend; back in the
             # queue it is tried again, by a task with its whole time limit ahead. Unclaimed, it uses no attempt.
@@ -244,7 +244,7 @@ def _run(task: Task, claim: Claim, keeper: LeaseKeeper, settings: Settings, pati
     except StorageError as exc:
         _wait_for_storage(task, claim, settings, patience, exc)
     except Exception as exc:
-        if job_store.is_transient(exc):
+        if jobs.is_transient(exc):
             # Waited for in place as long as the budget and the time limit allowed. Nothing can be recorded
             # while the database is down; once it is back, the reaper sees a RUNNING job with a stale heartbeat
             # and a free lock and hands it back (that try counts as an attempt).
@@ -278,7 +278,7 @@ def _wait_for_storage(task: Task, claim: Claim, settings: Settings, patience: Pa
         delay,
         exc,
     )
-    if job_store.park(claim, STORAGE_WAIT_STAGE, f"waiting for the object store: {exc}", patience.db_s()):
+    if jobs.park(claim, STORAGE_WAIT_STAGE, f"waiting for the object store: {exc}", patience.db_s()):
         _send_again(task, claim, delay)
 
 
@@ -288,7 +288,7 @@ def _retry_or_fail(task: Task, claim: Claim, settings: Settings, code: str, mess
     if used >= settings.max_attempts:
         _fail(claim, code, f"{message} (after {used} attempts)", patience)
         return
-    if job_store.release(claim, message, patience.db_s()):
+    if jobs.release(claim, message, patience.db_s()):
         _send_again(task, claim, 10 * used)
 
 
@@ -298,7 +298,7 @@ def _send_again(task: Task, claim: Claim, countdown: float) -> None:
     except Exception as exc:  # left QUEUED with no enqueued_at: the reaper sends it after the grace
         log.warning("could not re-enqueue job %s, the reaper will: %s", claim.job_id, exc)
         return
-    job_store.mark_enqueued(claim.job_id)
+    jobs.mark_enqueued(claim.job_id)
 
 
 @app.task(name=DELIVER_WEBHOOK_TASK)

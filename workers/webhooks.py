@@ -24,10 +24,10 @@ import requests
 from requests.adapters import HTTPAdapter
 from sqlalchemy import select, update
 
+from core.netguard import UnsafeUrlError, VettedTarget, vet_url
+from core.settings import Settings
 from db.models import DeliveryState, Job, WebhookDelivery
-from db.netguard import UnsafeUrlError, VettedTarget, vet_url
 from db.session import session_scope
-from db.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -36,10 +36,10 @@ from api.feedback import CATEGORIES, LABELS
 from api.jobs import _parse_job_id, _tenant_job
 from api.review.media import FaceScores, ObjectRange, frames_sheet, object_size, open_range, storage_api_error
 from api.serialize import feedback_view, iso, job_view, result_view
+from core.settings import Settings
+from core.storage import StorageError, get_store
 from db.models import Calibration, Feedback, FrameScore, Job, JobStatus, Result, Role
 from db.session import session_scope
-from db.settings import Settings
-from db.storage import StorageError, get_store
 
 bp = Blueprint(
     "review", __name__, template_folder="templates", static_folder="static", static_url_path="/review/static"
@@ -180,8 +180,8 @@ def review_calibration() -> dict[str, Any]:
 @bp.get("/v1/jobs/<job_id>/timeline.png")
 @require_role(Role.SUBMITTER)
 def timeline(job_id: str) -> Response:
-    """Per-frame P(fake) per model and track, the thresholds drawn in (workers/plots.py: matplotlib only)."""
-    from workers.plots import timeline_png
+    """Per-frame P(fake) per model and track, the thresholds drawn in (core/plots.py: matplotlib only)."""
+    from core.plots import timeline_png
 
     with session_scope() as session:
         job = _tenant_job(session, job_id)
@@ -208,7 +208,7 @@ def timeline(job_id: str) -> Response:
 def frames(job_id: str) -> Response:
     """Up to ``SHEET_FRAMES`` of the sampled frames that had a face, with the scored boxes: what the detectors
     saw. The object is downloaded and decoded for it (PyAV, no torch), so the response is cached."""
-    from workers.media.decode import read_frames
+    from core.media.decode import read_frames
 
     with session_scope() as session:
         job = _tenant_job(session, job_id)

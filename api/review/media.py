@@ -1,6 +1,6 @@
 """Media for the review page: byte ranges of a stored object, and a contact sheet of the sampled frames.
 
-The ObjectStore interface (db/storage.py) moves whole objects; a player needs its size and arbitrary byte
+The ObjectStore interface (core/storage.py) moves whole objects; a player needs its size and arbitrary byte
 ranges, so this reads both store kinds directly: a local file with seek, S3 with a ranged GET. Nothing is
 buffered whole.
 """
@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from PIL import Image, ImageDraw
 
 from api.errors import ApiError
-from db.storage import LocalFolderStore, ObjectMissing, S3Store, StorageError, get_store
+from core.storage import LocalFolderStore, ObjectMissing, S3Store, StorageError, get_store
 
 CHUNK = 256 * 1024
 ObjectRange = tuple[int, int]  # [start, stop)

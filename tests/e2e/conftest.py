@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from tests.conftest import Keys, Services, bearer, free_port
-from workers.demo import WebhookReceiver, start_services, stop_services, wait_ready
+from tools.demo import WebhookReceiver, start_services, stop_services, wait_ready
 
 JOB_TIMEOUT_S = 600
 

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import requests
 
+from core.scoring.calibration import calibrator_from_dict
 from tests.conftest import Keys, bearer, shared_file
 from tests.e2e.conftest import Stack, submit, wait_terminal
-from workers.scoring.calibration import calibrator_from_dict
 
 pytestmark = pytest.mark.e2e
 

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from db.settings import Settings
+from core.settings import Settings
 from tests.conftest import Services, reset_caches
 from tests.faults.harness import PrivateRedis
 
@@ -50,40 +50,40 @@ def _age(job_id: uuid.UUID, seconds: float) -> None:
 
 @pytest.fixture
 def settings(services: Services) -> Settings:
-    from db.settings import get_settings
+    from core.settings import get_settings
 
     return dataclasses.replace(get_settings(), heartbeat_interval_s=1.0, max_attempts=3)
 
 
 def test_a_live_owner_keeps_its_job_and_a_dead_ones_job_is_taken_over_at_once(settings: Settings) -> None:
-    from workers import job_store
+    from db import jobs
 
     job_id = _job()
-    mine = job_store.OwnerLock(job_id)
+    mine = jobs.OwnerLock(job_id)
     assert mine.acquire()
-    first = job_store.take(str(job_id), 600, owner_gone=True)
+    first = jobs.take(str(job_id), 600, owner_gone=True)
     assert first.claim is not None and first.claim.attempt == 1
 
     # A redelivered message while the owner lives: the lock is taken, the lease is live -> hands off.
-    other = job_store.OwnerLock(job_id)
+    other = jobs.OwnerLock(job_id)
     assert not other.acquire()
-    assert job_store.take(str(job_id), 600, owner_gone=False).reason == "owned"
+    assert jobs.take(str(job_id), 600, owner_gone=False).reason == "owned"
 
     mine.release()  # what Postgres does when the owner's process is SIGKILLed
     assert other.acquire()
-    second = job_store.take(str(job_id), 600, owner_gone=True, max_attempts=3)
+    second = jobs.take(str(job_id), 600, owner_gone=True, max_attempts=3)
     assert second.claim is not None and second.claim.attempt == 2, "taken over with a live lease, no waiting"
-    assert job_store.heartbeat(first.claim, "scoring", 0.5, 600) is False, "the old attempt is fenced off"
+    assert jobs.heartbeat(first.claim, "scoring", 0.5, 600) is False, "the old attempt is fenced off"
     other.release()
 
 
 def test_the_claim_fails_a_job_that_used_up_its_attempts(settings: Settings) -> None:
+    from db import jobs
     from db.models import WebhookDelivery
     from db.session import session_scope
-    from workers import job_store
 
     job_id = _job(status="RUNNING", attempt=3, lease_expires_at=datetime.now(UTC) + timedelta(minutes=10))
-    taken = job_store.take(str(job_id), 600, owner_gone=True, max_attempts=3)
+    taken = jobs.take(str(job_id), 600, owner_gone=True, max_attempts=3)
     assert taken.claim is None and taken.reason == "exhausted" and taken.delivery_id is not None
     job = _get(job_id)
     assert job.status == "FAILED" and job.error_code == "MAX_ATTEMPTS_EXCEEDED" and job.attempt == 3
@@ -99,7 +99,7 @@ def test_reaper_hands_back_a_running_job_whose_worker_is_gone_but_not_one_whose_
     # re-sent job before its status is read.
     import redis
 
-    from workers import job_store
+    from db import jobs
     from workers.reaper import reap
 
     live_lease = datetime.now(UTC) + timedelta(minutes=10)
@@ -108,7 +108,7 @@ def test_reaper_hands_back_a_running_job_whose_worker_is_gone_but_not_one_whose_
     fresh = _job(status="RUNNING", attempt=1, lease_expires_at=live_lease)
     for job_id in (dead, alive):
         _age(job_id, 10)  # ten missed beats
-    holder = job_store.OwnerLock(alive)
+    holder = jobs.OwnerLock(alive)
     assert holder.acquire()
     try:
         report = reap(settings)
@@ -138,8 +138,8 @@ def own_broker(services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPat
 def test_reaper_resends_every_queued_job_when_the_broker_lost_its_data(own_broker: PrivateRedis) -> None:
     import redis
 
-    from db.queue import broker_lost_messages
-    from db.settings import get_settings
+    from core.queue import broker_lost_messages
+    from core.settings import get_settings
     from workers.reaper import reap
 
     settings = get_settings()
@@ -155,9 +155,9 @@ def test_reaper_resends_every_queued_job_when_the_broker_lost_its_data(own_broke
 
 
 def test_with_retry_rides_out_transient_errors_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    from workers import job_store
+    from db import jobs
 
-    monkeypatch.setattr(job_store.time, "sleep", lambda _s: None)
+    monkeypatch.setattr(jobs.time, "sleep", lambda _s: None)
     calls: list[int] = []
 
     def flaky() -> str:
@@ -166,12 +166,12 @@ def test_with_retry_rides_out_transient_errors_only(monkeypatch: pytest.MonkeyPa
             raise OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))
         return "ok"
 
-    assert job_store.with_retry(flaky, 60, "test") == "ok" and len(calls) == 3
+    assert jobs.with_retry(flaky, 60, "test") == "ok" and len(calls) == 3
     with pytest.raises(IntegrityError):
-        job_store.with_retry(lambda: (_ for _ in ()).throw(IntegrityError("x", {}, Exception("dup"))), 60, "test")
+        jobs.with_retry(lambda: (_ for _ in ()).throw(IntegrityError("x", {}, Exception("dup"))), 60, "test")
     calls.clear()
     with pytest.raises(OperationalError):
-        job_store.with_retry(flaky, 0, "test")  # no time to wait
+        jobs.with_retry(flaky, 0, "test")  # no time to wait
 
 
 def test_a_save_whose_reply_was_lost_is_not_mistaken_for_being_fenced_off(
@@ -181,14 +181,14 @@ def test_a_save_whose_reply_was_lost_is_not_mistaken_for_being_fenced_off(
     its own committed result (and return its webhook), not report the attempt as fenced off."""
     from contextlib import contextmanager
 
+    from db import jobs
     from db.models import Result
     from db.session import session_scope
-    from workers import job_store
 
     job_id = _job()
-    claim = job_store.claim(str(job_id), 600)
+    claim = jobs.claim(str(job_id), 600)
     assert claim is not None
-    real = job_store.session_scope
+    real = jobs.session_scope
     dropped: list[bool] = []
 
     @contextmanager
@@ -199,10 +199,10 @@ def test_a_save_whose_reply_was_lost_is_not_mistaken_for_being_fenced_off(
             dropped.append(True)
             raise OperationalError("COMMIT", {}, Exception("connection lost after commit"))
 
-    monkeypatch.setattr(job_store, "session_scope", reply_lost_once)
-    monkeypatch.setattr(job_store.time, "sleep", lambda _s: None)
+    monkeypatch.setattr(jobs, "session_scope", reply_lost_once)
+    monkeypatch.setattr(jobs.time, "sleep", lambda _s: None)
     result = {"verdict": "REAL", "score": 0.1, "raw_score": 0.1, "method": "weighted_average", "model_pack": "t@1"}
-    outcome = job_store.complete(claim, result, [], {"type": "job.succeeded"}, retry_s=30)
+    outcome = jobs.complete(claim, result, [], {"type": "job.succeeded"}, retry_s=30)
     assert outcome not in (False, None), "the retry found its own write"
     with session_scope() as s:
         assert len(s.scalars(select(Result).where(Result.job_id == job_id)).all()) == 1
@@ -214,12 +214,13 @@ def test_a_claim_during_a_database_outage_goes_back_to_the_queue(
     """Acking would strand the job QUEUED until the visibility-timeout resend; the message is requeued instead."""
     from celery.exceptions import Reject
 
-    from workers import job_store, tasks
+    from db import jobs
+    from workers import tasks
 
     def down(*_: Any, **__: Any) -> Any:
         raise OperationalError("UPDATE jobs", {}, Exception("connection refused"))
 
-    monkeypatch.setattr(job_store, "take", down)
+    monkeypatch.setattr(jobs, "take", down)
     with pytest.raises(Reject) as caught:
         tasks.detect(str(_job()))
     assert caught.value.requeue is True

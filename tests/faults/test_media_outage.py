@@ -53,7 +53,7 @@ def test_an_unreachable_store_is_503_with_retry_after(
 ) -> None:
     import api.review
     import api.review.media
-    from db.storage import S3Store
+    from core.storage import S3Store
 
     down = S3Store("verity-test", f"http://127.0.0.1:{free_port()}", "us-east-1")  # nothing listens there
     monkeypatch.setattr(api.review, "get_store", lambda: down)
@@ -72,7 +72,7 @@ def test_a_store_lost_between_size_and_read_is_503_not_a_broken_stream(
     client: FlaskClient, keys: Keys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The object is opened before the status is sent, so a store lost in between still gets a clean 503."""
-    from db.storage import get_store
+    from core.storage import get_store
 
     job_id = _scored_job()
     store = get_store()

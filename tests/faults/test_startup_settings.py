@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from db.queue import check_celery_conf, make_celery, soft_time_limit_s
-from db.settings import SettingsError, load_settings
+from core.queue import check_celery_conf, make_celery, soft_time_limit_s
+from core.settings import SettingsError, load_settings
 from tests.conftest import REPO, free_port
 from tests.faults.conftest import FaultRow, scenario
 from tests.faults.harness import PrivateRedis, wait_until

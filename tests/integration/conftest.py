@@ -17,7 +17,7 @@ def app(services: Services) -> Flask:
     """The API without rate limits, so a module's many requests all reach the handlers (modules that test the
     limits build their own)."""
     from api.app import create_app
-    from db.settings import get_settings
+    from core.settings import get_settings
 
     return create_app(replace(get_settings(), rate_limit_per_min=0, auth_fail_limit_per_min=0))
 

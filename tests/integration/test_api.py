@@ -134,7 +134,7 @@ def test_oversized_upload_is_413(services: Services, keys: Keys) -> None:
     from dataclasses import replace
 
     from api.app import create_app
-    from db.settings import get_settings
+    from core.settings import get_settings
 
     app = create_app(replace(get_settings(), max_upload_bytes=1024))
     with app.test_client() as small:

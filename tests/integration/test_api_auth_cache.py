@@ -28,8 +28,8 @@ class Clock:
 
 def make_app(ttl_s: float, clock: Clock) -> Flask:
     from api.app import create_app
+    from core.settings import get_settings
     from db.apikeys import KeyCache
-    from db.settings import get_settings
 
     app = create_app(dataclasses.replace(get_settings(), api_key_cache_s=ttl_s))
     cache: KeyCache = app.extensions["verity_key_cache"]

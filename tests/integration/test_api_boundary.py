@@ -44,7 +44,7 @@ def submit(client: FlaskClient, key: str, video: bytes, headers: dict[str, str] 
 
 
 def bucket_keys() -> set[str]:
-    from db.storage import get_store
+    from core.storage import get_store
 
     listed = get_store().client.list_objects_v2(Bucket="verity-test")  # type: ignore[attr-defined]
     return {o["Key"] for o in listed.get("Contents", [])}
@@ -199,7 +199,7 @@ def test_nul_in_the_url_or_a_header_is_refused_before_the_database(client: Flask
 
 def test_the_upload_cap_is_measured_on_the_file_and_nothing_is_stored(services: Services, keys: Keys) -> None:
     from api.app import create_app
-    from db.settings import get_settings
+    from core.settings import get_settings
 
     capped = create_app(replace(get_settings(), max_upload_bytes=1_000_000)).test_client()
     before = bucket_keys()
@@ -242,7 +242,7 @@ def test_failed_authentication_is_limited_per_address_before_any_lookup(
 ) -> None:
     import api.auth
     from api.app import create_app
-    from db.settings import get_settings
+    from core.settings import get_settings
 
     app = create_app(replace(get_settings(), auth_fail_limit_per_min=5, api_key_cache_s=0))
     address = f"198.51.100.{uuid.uuid4().int % 250}"

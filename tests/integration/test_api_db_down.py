@@ -36,8 +36,8 @@ def test_worker_warm_up_builds_the_clients_and_never_fails_the_worker(
     """gunicorn's post_worker_init (api/gunicorn_conf.py) runs api.app.warm_up: with every service up it builds
     the per-process clients; with the database down it only logs."""
     from api.app import create_app, warm_up
-    from db.queue import get_celery
-    from db.storage import get_store
+    from core.queue import get_celery
+    from core.storage import get_store
 
     reset_caches()
     warm_up(create_app())

@@ -247,7 +247,7 @@ FAMILIES: dict[str, Callable[[Operation], list[Attack]]] = {
 @pytest.fixture(scope="module")
 def app(services: Services) -> Flask:
     from api.app import create_app
-    from db.settings import get_settings
+    from core.settings import get_settings
 
     # No rate limits: the corpus's thousands of requests must reach the handlers (tests/integration/
     # test_api_boundary.py covers the failed-authentication limit).

@@ -31,7 +31,7 @@ def admin_key(keys: Keys) -> str:
 @pytest.fixture(scope="module")
 def fuzz_app(services: Services) -> Flask:
     from api.app import create_app
-    from db.settings import get_settings
+    from core.settings import get_settings
 
     # No rate limits here: the fuzzer's few hundred requests (many deliberately unauthenticated) must reach the
     # handlers.

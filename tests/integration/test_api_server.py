@@ -221,7 +221,7 @@ def test_405_carries_allow_through_gunicorn(server: Server) -> None:
 
 
 def test_a_file_over_the_cap_is_413_and_leaves_nothing_in_the_bucket(server: Server) -> None:
-    from db.storage import get_store
+    from core.storage import get_store
 
     def stored() -> set[str]:
         listed = get_store().client.list_objects_v2(Bucket="verity-test")  # type: ignore[attr-defined]

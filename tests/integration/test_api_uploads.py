@@ -203,9 +203,9 @@ def test_client_filenames_never_reach_a_key_or_a_path(
     client: FlaskClient, keys: Keys, name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import api.uploads
+    from core.storage import get_store
     from db.models import Job
     from db.session import session_scope
-    from db.storage import get_store
 
     probed: list[Path] = []
     real_probe = api.uploads.probe_video

@@ -1,4 +1,4 @@
-"""``python -m workers.bench_api`` end to end with tiny counts: the structure of its table and JSON, never timings.
+"""``python -m tools.bench_api`` end to end with tiny counts: the structure of its table and JSON, never timings.
 
 It starts its own scratch database, moto and gunicorn (the shipped config); needs ../shared/testdata for the
 upload clip, Postgres, and a Redis database of its own (the test session's scratch one, which it flushes).
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PG_ADMIN_URL, SCRATCH_REDIS_URL, shared_file
-from workers import bench_api
+from tools import bench_api
 
 PHASES = ["GET /healthz", "GET /v1/jobs/<id>", "POST /v1/jobs", "GET /v1/jobs?limit=20"]
 
@@ -56,7 +56,7 @@ def test_python_driver(tmp_path: Path) -> None:
     assert saved["generator"] == "python" and saved["generator_commands"] == []
     _check_phases(saved)
     assert all(row["requests"] <= 20 for row in saved["phases"].values())
-    assert saved["command"].startswith("python -m workers.bench_api --duration 1")
+    assert saved["command"].startswith("python -m tools.bench_api --duration 1")
     assert text.splitlines()[0] == saved["command"]
     assert "load generator: python threads" in text and "p99 ms" in text
 

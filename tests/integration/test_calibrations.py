@@ -1,6 +1,6 @@
 """Calibration versions against real Postgres: fit from feedback, list, activate, roll back, the picture,
 and replay of stored jobs (no GPU, no worker: jobs are "processed" by the same scoring code the pipeline
-runs, on generated frame scores, and saved through job_store.complete)."""
+runs, on generated frame scores, and saved through jobs.complete)."""
 
 from __future__ import annotations
 
@@ -82,16 +82,17 @@ def _frame_scores(rng: np.random.Generator, label: int) -> dict[str, dict[int, l
 
 def process(track_scores: dict[str, dict[int, list[float]]], label: int | None = None) -> str:
     """A job scored exactly as workers.pipeline.run_pipeline scores one (same result dict), under the
-    active version as the worker will load it, and saved through job_store.complete."""
+    active version as the worker will load it, and saved through jobs.complete."""
+    from core.scoring.verdict import MemberSpec, score_video
+    from db import jobs
     from db.models import Job
     from db.session import session_scope
-    from workers import job_store, recalibrate
-    from workers.scoring.verdict import MemberSpec, score_video
+    from workers import recalibrate
 
     job_id = uuid.uuid4()
     with session_scope() as s:
         s.add(Job(id=job_id, tenant=TENANT, input_key=f"uploads/{job_id}", sha256=uuid.uuid4().hex * 2, size_bytes=1))
-    claim = job_store.claim(str(job_id), lease_s=60)
+    claim = jobs.claim(str(job_id), lease_s=60)
     assert claim is not None
 
     pack_fusion, base_weights = recalibrate.pack_defaults()
@@ -137,7 +138,7 @@ def process(track_scores: dict[str, dict[int, list[float]]], label: int | None =
         "faces_found": len(frame_rows) // len(MODELS),
         "timings": {},
     }
-    assert job_store.complete(claim, result, frame_rows, {}) is None
+    assert jobs.complete(claim, result, frame_rows, {}) is None
     return str(job_id)
 
 

@@ -53,7 +53,7 @@ LIVE_API_KEY_CACHE_S = 0.2
 @pytest.fixture(scope="module")
 def live_api(services: Services) -> Iterator[str]:
     from api.app import create_app
-    from db.settings import get_settings
+    from core.settings import get_settings
 
     app = create_app(dataclasses.replace(get_settings(), api_key_cache_s=LIVE_API_KEY_CACHE_S))
     with serving(app) as url:

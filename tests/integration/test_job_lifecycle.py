@@ -47,27 +47,27 @@ RESULT = {
 
 
 def test_a_job_is_claimed_once_and_only_the_current_attempt_writes(services: Services) -> None:
+    from db import jobs
     from db.models import Result
     from db.session import session_scope
-    from workers import job_store
 
     job_id = _new_job()
-    first = job_store.claim(job_id, lease_s=60)
+    first = jobs.claim(job_id, lease_s=60)
     assert first is not None and first.attempt == 1
-    assert job_store.claim(job_id, lease_s=60) is None, "a live lease cannot be claimed again"
+    assert jobs.claim(job_id, lease_s=60) is None, "a live lease cannot be claimed again"
 
     # The lease runs out (the worker hung); a redelivered message takes over with attempt 2.
     from db.models import Job
 
     with session_scope() as s:
         s.execute(update(Job).where(Job.id == first.job_id).values(lease_expires_at=datetime.now(UTC) - timedelta(1)))
-    second = job_store.claim(job_id, lease_s=60)
+    second = jobs.claim(job_id, lease_s=60)
     assert second is not None and second.attempt == 2
 
-    assert job_store.heartbeat(first, "scoring", 0.5, 60) is False
-    assert job_store.complete(first, RESULT, [], {}) is False, "the stale attempt is fenced off"
-    assert job_store.complete(second, RESULT, [], {"type": "job.succeeded"}) is not False
-    assert job_store.complete(second, RESULT, [], {}) is False, "a result is written once"
+    assert jobs.heartbeat(first, "scoring", 0.5, 60) is False
+    assert jobs.complete(first, RESULT, [], {}) is False, "the stale attempt is fenced off"
+    assert jobs.complete(second, RESULT, [], {"type": "job.succeeded"}) is not False
+    assert jobs.complete(second, RESULT, [], {}) is False, "a result is written once"
     with session_scope() as s:
         assert s.scalar(select(func.count()).select_from(Result).where(Result.job_id == second.job_id)) == 1
     job = _job(job_id)
@@ -75,9 +75,9 @@ def test_a_job_is_claimed_once_and_only_the_current_attempt_writes(services: Ser
 
 
 def test_reaper_requeues_expired_leases_and_fails_after_max_attempts(services: Services) -> None:
+    from core.settings import get_settings
     from db.models import WebhookDelivery
     from db.session import session_scope
-    from db.settings import get_settings
     from workers.reaper import reap
 
     settings = get_settings()
@@ -99,15 +99,15 @@ def test_reaper_requeues_expired_leases_and_fails_after_max_attempts(services: S
 
 @pytest.mark.parametrize("status", ["SUCCEEDED", "CANCELLED"])
 def test_finished_jobs_are_never_claimed(services: Services, status: str) -> None:
-    from workers import job_store
+    from db import jobs
 
-    assert job_store.claim(_new_job(status=status), lease_s=60) is None
+    assert jobs.claim(_new_job(status=status), lease_s=60) is None
 
 
 def test_known_content_label_comes_from_the_same_tenant_only(services: Services) -> None:
+    from db import jobs
     from db.models import Feedback
     from db.session import session_scope
-    from workers import job_store
 
     digest = uuid.uuid4().hex * 2
     labelled = _new_job(status="SUCCEEDED", sha256=digest)
@@ -124,15 +124,15 @@ def test_known_content_label_comes_from_the_same_tenant_only(services: Services)
                 category="FALSE_NEGATIVE",
             )
         )
-    same = job_store.claim(_new_job(sha256=digest), lease_s=60)
-    assert same is not None and job_store.known_label(same) == "FAKE"
+    same = jobs.claim(_new_job(sha256=digest), lease_s=60)
+    assert same is not None and jobs.known_label(same) == "FAKE"
     other = _new_job(sha256=digest)
     from db.models import Job
 
     with session_scope() as s:
         s.execute(update(Job).where(Job.id == uuid.UUID(other)).values(tenant="someone-else"))
-    foreign = job_store.claim(other, lease_s=60)
-    assert foreign is not None and job_store.known_label(foreign) is None
+    foreign = jobs.claim(other, lease_s=60)
+    assert foreign is not None and jobs.known_label(foreign) is None
 
 
 # --- outages: an object store that fails a job's first downloads delays the job, it does not fail it ------
@@ -162,8 +162,8 @@ def _fake_pipeline(monkeypatch: pytest.MonkeyPatch, runs: list[str]) -> SimpleNa
 def worker(services: Services, monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
     """`detect` run in this process on the real database, with a store whose first `fail_first` downloads fail
     as if it were down; a re-enqueued job is recorded (with its countdown) instead of sent."""
-    from db.settings import get_settings
-    from db.storage import S3Store, StorageError
+    from core.settings import get_settings
+    from core.storage import S3Store, StorageError
     from workers import recalibrate, tasks
 
     state = SimpleNamespace(
@@ -231,9 +231,10 @@ def test_a_store_outage_delays_a_job_without_using_its_attempts(
 
 
 def test_a_store_outage_longer_than_the_budget_fails_the_job_storage_unavailable(worker: SimpleNamespace) -> None:
+    from db import jobs
     from db.models import Job, WebhookDelivery
     from db.session import session_scope
-    from workers import job_store, tasks
+    from workers import tasks
 
     worker.fail_first = 1000
     job_id = _new_job()
@@ -254,7 +255,7 @@ def test_a_store_outage_longer_than_the_budget_fails_the_job_storage_unavailable
     job = _job(job_id)
     assert (job.status, job.error_code) == ("FAILED", "STORAGE_UNAVAILABLE")
     assert "VERITY_OUTAGE_RETRY_BUDGET_S" in (job.error_message or "")
-    assert job_store.attempts_used(job.attempt, job.outage_retries) == 1, "only the claim that gave up counts"
+    assert jobs.attempts_used(job.attempt, job.outage_retries) == 1, "only the claim that gave up counts"
     assert len(worker.sent) == 1, "not sent again"
     with session_scope() as s:
         events = s.scalars(select(WebhookDelivery.event).where(WebhookDelivery.job_id == job.id)).all()
@@ -262,7 +263,7 @@ def test_a_store_outage_longer_than_the_budget_fails_the_job_storage_unavailable
 
 
 def test_a_missing_input_fails_at_once_and_a_job_s_own_faults_still_use_attempts(worker: SimpleNamespace) -> None:
-    from db.storage import ObjectMissing, S3Store
+    from core.storage import ObjectMissing, S3Store
     from workers import tasks
 
     def gone(_store: S3Store, key: str, _dest: Path) -> None:

@@ -188,7 +188,7 @@ def test_queue_depth_from_redis_lists_and_filesystem_files(
     import redis
 
     from api import metrics
-    from db.settings import get_settings
+    from core.settings import get_settings
 
     # A separate Redis database: the e2e worker may be consuming the real queues of this run.
     url = SCRATCH_REDIS_URL
@@ -371,7 +371,7 @@ def test_readyz_reports_no_workers_without_failing(client: FlaskClient, monkeypa
 def test_json_logs_carry_request_and_job_ids(
     client: FlaskClient, keys: Keys, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from db.logging_setup import configure_logging
+    from core.logs import configure_logging
 
     job = upload(client, keys.submitter)
     configure_logging(fmt="json")  # a handler on the captured stderr

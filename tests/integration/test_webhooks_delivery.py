@@ -16,14 +16,14 @@ from typing import Any
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from db.settings import Settings, SettingsError
+from core.settings import Settings, SettingsError
 from tests.conftest import Keys, Services, bearer, delivery_row, insert_delivery
 from tests.faults.harness import Canary, Receiver, Reply
 
 
 @pytest.fixture
 def settings(services: Services) -> Settings:
-    from db.settings import get_settings
+    from core.settings import get_settings
 
     return dataclasses.replace(
         get_settings(),
@@ -99,7 +99,7 @@ def test_backoff_is_jittered_within_twenty_percent(settings: Settings) -> None:
 
 
 def test_backoff_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
-    from db.settings import load_settings
+    from core.settings import load_settings
 
     monkeypatch.setenv("VERITY_HOME", str(tmp_path))
     monkeypatch.setenv("VERITY_WEBHOOK_BACKOFF_S", "1, 2,4")

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from db.settings import Settings
+from core.settings import Settings
 from tests.conftest import Keys, Services, bearer, delivery_row, insert_delivery, shared_file
 from tests.faults.harness import CLIP, Canary, Receiver, Reply
 
@@ -99,7 +99,7 @@ def _hostile_urls(canaries: tuple[Canary, Canary | None]) -> list[str]:
 
 @pytest.fixture
 def strict(services: Services) -> Settings:
-    from db.settings import get_settings
+    from core.settings import get_settings
 
     return dataclasses.replace(get_settings(), webhook_allow_private=False, webhook_timeout_s=1.0)
 
@@ -204,7 +204,7 @@ def test_names_resolving_to_embedded_private_ipv4_are_refused_and_public_nat64_i
     strict: Settings, keys: Keys, resolver: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from api.app import create_app
-    from db.netguard import VettedTarget
+    from core.netguard import VettedTarget
     from workers import webhooks
 
     client = create_app(strict).test_client()

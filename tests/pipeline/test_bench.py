@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PG_ADMIN_URL, shared_file
-from workers import bench
+from tools import bench
 
 SHORT_CLIP = "videos/real/liveportrait_d0.mp4"  # 3 s, 512x512, one face
 

@@ -15,12 +15,12 @@ import av
 import numpy as np
 import pytest
 
+from core.plots import timeline_figure, timeline_png
 from models.pack import LoadedPack, load_pack
 from models.testpack import TINY_MEMBERS, write_test_pack
-from workers import evaluate, scan
+from tools import evaluate, scan
 from workers.media.faces import FaceDetector
 from workers.pipeline import PipelineConfig, decode_video, run_pipeline
-from workers.plots import timeline_figure, timeline_png
 
 TESTDATA = Path(__file__).resolve().parents[2].parent / "shared" / "testdata"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import torch
 
+from core.manifest import MemberManifest, read_manifest
 from models.detector import TorchDetector
 from models.formats import get_format
 from models.integrity import sha256_file
 from models.loading import IdentityError, WrongFormatError, check_identity, identity_problems
-from models.manifest import MemberManifest, read_manifest
 from models.pack import load_member, load_pack
 from tests.conftest import REPO
 from tests.interop import INTEROP, VECTORS, Vector, expected_or_skip, generator

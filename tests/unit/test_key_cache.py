@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from core.settings import SettingsError, load_settings
 from db.apikeys import KeyCache, Principal
-from db.settings import SettingsError, load_settings
 
 ALICE = Principal(id=1, name="alice", tenant="acme", role="submitter", prefix="a" * 12)
 KEY = "vrt_aaaaaaaaaaaa_secret"

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.crop_spec import (
+from core.crop_spec import (
     CONVENTIONS,
     DFDC_THIRD_PAD,
     FFPP_SQUARE_13,
@@ -22,11 +22,11 @@ from models.crop_spec import (
     CropSpec,
     crop_convention,
 )
-from models.preprocessing import HALF
+from core.media.decode import Frame, read_frames
+from core.preprocessing import HALF
 from tests.conftest import TESTDATA, shared_file
 from workers.media import crops as crops_module
 from workers.media.crops import Box, cut_crop, cut_crops
-from workers.media.decode import Frame, read_frames
 from workers.media.faces import Face
 from workers.pipeline import _Detection, member_crops, member_preprocessing
 

@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from db.media.errors import MediaError
-from db.media.probe import probe_video
-from workers.media.decode import _presentation_ranks, _skipping, read_frames
+from core.media.decode import _presentation_ranks, _skipping, read_frames
+from core.media.errors import MediaError
+from core.media.probe import probe_video
 
 TESTDATA = Path(__file__).resolve().parents[2].parent / "shared" / "testdata"
 VIDEOS = TESTDATA / "videos"

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from av.video.frame import PictureType
 
-from db.media.container import sniff_container
-from workers.media.decode import SKIP_PROVEN, DecodedFrames, decode_frames
+from core.media.container import sniff_container
+from core.media.decode import SKIP_PROVEN, DecodedFrames, decode_frames
 
 WIDTH, HEIGHT, FPS, COUNT = 128, 96, 25, 40
 WANTED = list(range(0, COUNT, 3))  # 14 frames up to the last (39), in and between groups of pictures
@@ -96,7 +96,7 @@ def write(case: Case, directory: Path) -> Path:
             out.mux(stream.encode(av.VideoFrame.from_ndarray(pattern(n), format="rgb24")))
         out.mux(stream.encode())
     if sniff_container(path.read_bytes()[:12]) is None:
-        pytest.skip(f"{case.muxer} is not an accepted container yet (db.media.container)")
+        pytest.skip(f"{case.muxer} is not an accepted container yet (core.media.container)")
     return path
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from facenet_pytorch import MTCNN
 
-from db.media.probe import probe_video
-from workers.media.decode import read_frames
+from core.media.decode import read_frames
+from core.media.probe import probe_video
 from workers.media.faces import Face, FaceDetector
 from workers.media.tracks import iou, link_tracks
 

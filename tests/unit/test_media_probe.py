@@ -14,10 +14,10 @@ import av.video.stream
 import numpy as np
 import pytest
 
-from db.media.errors import MediaError
-from db.media.probe import Limits, VideoInfo, check_limits, probe_video
-from db.settings import DEFAULT_ACCEPTED_CODECS, SettingsError, load_settings, parse_codecs
-from workers.media.decode import read_frames
+from core.media.decode import read_frames
+from core.media.errors import MediaError
+from core.media.probe import Limits, VideoInfo, check_limits, probe_video
+from core.settings import DEFAULT_ACCEPTED_CODECS, SettingsError, load_settings, parse_codecs
 
 TESTDATA = Path(__file__).resolve().parents[2].parent / "shared" / "testdata"
 MANIFEST = TESTDATA / "manifest.csv"

@@ -9,12 +9,12 @@ import pytest
 import timm
 import torch
 
+from core.manifest import read_manifest
 from models.checkpoint import CheckpointError, read_state_dict
 from models.effort_clip import EffortClip, decompose_svd_weights, fold_svd_weights
 from models.formats import formats, get_format
 from models.integrity import sha256_file
 from models.loading import build, load_weights
-from models.manifest import read_manifest
 from models.pack import LoadedPack, load_pack
 from models.testpack import TEST_PACK_NAME, TINY_MEMBERS, TinyMember, write_test_pack
 

@@ -10,12 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
+from core.preprocessing import UNIT
 from models.checkpoint import CheckpointError
 from models.detector import OutputSemantics, TorchDetector
 from models.formats import get_format
 from models.loading import build, load_weights
 from models.mesonet import Meso4, MesoInception4, load_mesonet_weights
-from models.preprocessing import UNIT
 
 MESONET = Path(__file__).resolve().parents[2] / ".." / "shared" / "testdata" / "weights" / "mesonet"
 pytestmark = pytest.mark.skipif(

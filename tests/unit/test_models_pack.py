@@ -11,11 +11,11 @@ import pytest
 import torch
 import yaml
 
+from core.manifest import ManifestError, parse_manifest, read_manifest
 from models.checkpoint import CheckpointError, load_checkpoint
 from models.detector import Normalisation, OutputSemantics, TorchDetector
 from models.formats import UnknownFormatError, formats, get_format
 from models.integrity import sha256_file
-from models.manifest import ManifestError, parse_manifest, read_manifest
 from models.mesonet import Meso4
 from models.pack import PackLoadError, load_pack
 

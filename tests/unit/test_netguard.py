@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from db.netguard import UnsafeUrlError, vet_url
+from core.netguard import UnsafeUrlError, vet_url
 
 
 @pytest.mark.parametrize(
@@ -156,7 +156,7 @@ def test_every_resolved_address_is_vetted_not_only_the_first(monkeypatch: pytest
         "sixtofour.example.test": ["2002:7f00:1::1"],
         "teredo.example.test": ["2001:4860:4860::8888", "2001:0:4136:e378:8000:63bf:80ff:fffe"],
     }
-    monkeypatch.setattr(socket, "getaddrinfo", _resolver(answers))  # what db.netguard calls
+    monkeypatch.setattr(socket, "getaddrinfo", _resolver(answers))  # what core.netguard calls
     target = vet_url("https://dns64.example.test/hook")
     assert (target.host, target.ip) == ("dns64.example.test", "64:ff9b::808:808")  # connects to what was vetted
     for host, embedded in (("mixed", "169.254.169.254"), ("sixtofour", "127.0.0.1"), ("teredo", "127.0.0.1")):

@@ -12,8 +12,8 @@ import pytest
 import torch
 import yaml
 
+from core.manifest import read_manifest
 from models.integrity import sha256_file
-from models.manifest import read_manifest
 from models.pack_cli import Refused, check_pack, import_checkpoint, main
 from tests.conftest import shared_file
 from tests.interop import VECTORS, Vector

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from workers.scoring.aggregation import aggregate, parse_aggregator
+from core.scoring.aggregation import aggregate, parse_aggregator
 
 FRAMES = [0.1, 0.9, 0.4, 0.8, 0.2, 0.7]
 

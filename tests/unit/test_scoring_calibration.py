@@ -7,7 +7,7 @@ from numpy.typing import NDArray
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
-from workers.scoring.calibration import (
+from core.scoring.calibration import (
     Calibrator,
     IdentityCalibrator,
     IsotonicCalibrator,

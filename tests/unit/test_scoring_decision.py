@@ -1,7 +1,7 @@
 import pytest
 
-from workers.scoring.decision import Verdict, decide
-from workers.scoring.fusion import noisy_or
+from core.scoring.decision import Verdict, decide
+from core.scoring.fusion import noisy_or
 
 T_LOW = 0.996700
 T_HIGH = 0.998248

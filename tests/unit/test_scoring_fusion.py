@@ -6,8 +6,8 @@ import pytest
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
 
-from workers.scoring.calibration import PlattCalibrator
-from workers.scoring.fusion import (
+from core.scoring.calibration import PlattCalibrator
+from core.scoring.fusion import (
     NotEnoughModels,
     StackerParams,
     fit_stacker,

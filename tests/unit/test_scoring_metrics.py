@@ -4,7 +4,7 @@ from numpy.typing import NDArray
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import brier_score_loss, roc_auc_score, roc_curve
 
-from workers.scoring.metrics import (
+from core.scoring.metrics import (
     ReliabilityBin,
     brier,
     ece,

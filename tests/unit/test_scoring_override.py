@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from workers.scoring.override import (
+from core.scoring.override import (
     KNOWN_CONTENT,
     REAL_EVIDENCE_CAP,
     Override,

@@ -8,9 +8,9 @@ import random
 import numpy as np
 import pytest
 
-from workers.scoring.calibration import IsotonicCalibrator, PlattCalibrator
-from workers.scoring.fusion import noisy_or
-from workers.scoring.recalibration import (
+from core.scoring.calibration import IsotonicCalibrator, PlattCalibrator
+from core.scoring.fusion import noisy_or
+from core.scoring.recalibration import (
     LabelledJob,
     NotEnoughLabels,
     RecalibrationConfig,
@@ -21,7 +21,7 @@ from workers.scoring.recalibration import (
     score_jobs,
     stratified_split,
 )
-from workers.scoring.verdict import CalibrationState, FusionSpec, MemberSpec, score_video
+from core.scoring.verdict import CalibrationState, FusionSpec, MemberSpec, score_video
 
 PACK_FUSION = FusionSpec("weighted_average", 0.35, 0.65, 1)
 IDENTITY = Setup(None, PACK_FUSION, {})

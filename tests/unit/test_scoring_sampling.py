@@ -1,6 +1,6 @@
 import pytest
 
-from workers.scoring.sampling import fixed_rate_indices, uniform_indices
+from core.scoring.sampling import fixed_rate_indices, uniform_indices
 
 
 def test_uniform_short_video_takes_every_frame() -> None:

@@ -2,11 +2,11 @@ import json
 
 import pytest
 
-from workers.scoring.calibration import IsotonicCalibrator, PlattCalibrator
-from workers.scoring.decision import Verdict
-from workers.scoring.fusion import NotEnoughModels, StackerParams
-from workers.scoring.override import KNOWN_CONTENT, REAL_EVIDENCE_CAP
-from workers.scoring.verdict import CalibrationState, FusionSpec, MemberSpec, score_video
+from core.scoring.calibration import IsotonicCalibrator, PlattCalibrator
+from core.scoring.decision import Verdict
+from core.scoring.fusion import NotEnoughModels, StackerParams
+from core.scoring.override import KNOWN_CONTENT, REAL_EVIDENCE_CAP
+from core.scoring.verdict import CalibrationState, FusionSpec, MemberSpec, score_video
 
 SEED_MEMBERS = [
     MemberSpec("xception", "topk:4", 0.25),

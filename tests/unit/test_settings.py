@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from db.settings import SettingsError, load_settings
+from core.settings import SettingsError, load_settings
 
 
 @pytest.mark.parametrize(("limit", "lease", "visibility"), [(900, 900, 1800), (900, 1200, 1000), (2000, 1200, 1800)])
@@ -18,7 +18,7 @@ def test_inconsistent_timeouts_are_refused(monkeypatch: pytest.MonkeyPatch, tmp_
 
 
 def test_visibility_timeout_reaches_every_place_celery_reads_it(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    from db.queue import make_celery
+    from core.queue import make_celery
 
     monkeypatch.setenv("VERITY_HOME", str(tmp_path))
     monkeypatch.setenv("BROKER_URL", "redis://127.0.0.1:6379/9")

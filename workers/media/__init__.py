@@ -1,4 +1,4 @@
-"""Media handling for the detection worker: decode, find faces, link them into tracks (probing is in db.media).
+"""The detection worker's torch side of media: find faces, link them into tracks, cut crops (decoding is in core.media).
 
 Heavy imports (torch, facenet-pytorch) live in `faces` only, so importing this package stays cheap.
 """

@@ -1,4 +1,4 @@
-"""Cut face crops from a frame by a detector's crop convention (:class:`models.crop_spec.CropSpec`)."""
+"""Cut face crops from a frame by a detector's crop convention (:class:`core.crop_spec.CropSpec`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from models.crop_spec import CropSpec, Interpolation
+from core.crop_spec import CropSpec, Interpolation
 
 Box = tuple[float, float, float, float]  # x1, y1, x2, y2 in full-frame pixels
 CropKey = tuple[str, int]  # (convention name, crop size)

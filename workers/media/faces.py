@@ -55,7 +55,7 @@ class FaceDetector:
         With `keyframe_every` = K > 1 (CPU only, see :meth:`keyframe_interval`), every K-th frame and the last are
         searched in full; a frame between two keyframes gets R-Net and O-Net on the keyframes' face boxes only,
         and a full search after all if that finds fewer faces than either keyframe had. K = 4 halved MTCNN's
-        time on the 37 test clips with the same verdicts (workers.bench); the boxes move by a few pixels.
+        time on the 37 test clips with the same verdicts (tools.bench); the boxes move by a few pixels.
         """
         if not 0 < downscale <= 1:
             raise ValueError(f"downscale must be in (0, 1], got {downscale}")
@@ -113,7 +113,7 @@ class FaceDetector:
         with torch.inference_mode():
             if self._device.type == "cpu":
                 # Same stages, area resampling from a summed-area table: 1.4x less CPU time at <= 720 px
-                # (workers.bench); facenet's per-box adaptive pooling is what is slow on CPU, not on CUDA.
+                # (tools.bench); facenet's per-box adaptive pooling is what is slow on CPU, not on CUDA.
                 return sat_detect_face(batch, min_size, *nets)
             # MTCNN.detect() calls this too; calling it directly lets the minimum face size vary per call.
             boxes_per_frame, _ = detect_face(torch.from_numpy(batch).to(self._device), min_size, *nets, self._device)

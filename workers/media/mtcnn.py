@@ -2,7 +2,7 @@
 
 facenet-pytorch resamples with ``interpolate(mode="area")`` (adaptive average pooling) twice over: the whole float
 batch once per pyramid scale, then one call per candidate box for R-Net (24 px) and O-Net (48 px). On CPU that
-was most of MTCNN's time (workers.bench: 1080p frames, hundreds of candidate boxes each, some frame-sized).
+was most of MTCNN's time (tools.bench: 1080p frames, hundreds of candidate boxes each, some frame-sized).
 Every pooled value is the mean of an integer-bounded window, so an exact integer summed-area table per frame turns
 each one into four lookups, vectorised over all boxes at once; the networks, thresholds, NMS and box arithmetic
 are facenet's own. Results match facenet's ``detect_face`` to float rounding (the sums are exact here, float32

@@ -18,13 +18,13 @@ from typing import Any
 
 from sklearn.metrics import roc_auc_score
 
-from db.media.errors import MediaError
-from db.settings import REPO_ROOT
+from core.media.errors import MediaError
+from core.scoring.decision import Verdict
+from core.scoring.fusion import NotEnoughModels
+from core.settings import REPO_ROOT
+from tools.scan import TEST_PACK_BANNER, tool_settings
 from workers.pipeline import run_pipeline
 from workers.resources import Resources, load_resources
-from workers.scan import TEST_PACK_BANNER, tool_settings
-from workers.scoring.decision import Verdict
-from workers.scoring.fusion import NotEnoughModels
 
 DEFAULT_MANIFEST = REPO_ROOT.parent / "shared" / "testdata" / "manifest.csv"
 LABELS = (Verdict.REAL.value, Verdict.FAKE.value)

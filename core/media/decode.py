@@ -11,9 +11,9 @@ import av.video.stream
 import numpy as np
 from numpy.typing import NDArray
 
-from db.media.container import open_input
-from db.media.errors import MediaError
-from db.media.probe import Limits
+from core.media.container import open_input
+from core.media.errors import MediaError
+from core.media.probe import Limits
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
-"""``python -m workers.bench``: time every pipeline stage on real clips, Verity against the seed-style baseline.
+"""``python -m tools.bench``: time every pipeline stage on real clips, Verity against the seed-style baseline.
 
 For each clip and repeat it runs, in this one process, the real pipeline (:func:`workers.pipeline.run_pipeline`)
-and the naive baseline (:mod:`workers.naive`), alternating which goes first, and then the database + storage
+and the naive baseline (:mod:`tools.naive`), alternating which goes first, and then the database + storage
 round trip a job makes: the clip put to and read back from S3 (a local ``moto_server``) and the result row plus
-its frame scores inserted into a scratch Postgres database, in one transaction like ``job_store.complete``.
+its frame scores inserted into a scratch Postgres database, in one transaction like ``db.jobs.complete``.
 That round trip is the same code for both, so it is measured once per clip and repeat and counted in both
 end-to-end totals. It prints per-stage seconds per video with the naive / Verity ratio, median seconds per video,
 frames/s, videos/min, peak memory, checks that both reach the same verdicts, and measures the throughput of a
@@ -45,17 +45,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from db.media.errors import MediaError
-from db.settings import REPO_ROOT, load_settings
-from models.crop_spec import crop_convention
+from core.crop_spec import crop_convention
+from core.manifest import read_manifest
+from core.media.errors import MediaError
+from core.settings import REPO_ROOT, load_settings
 from models.detector import TorchDetector
 from models.formats import get_format
 from models.loading import build
-from models.manifest import read_manifest
 from models.pack import LoadedMember, LoadedPack, load_pack
-from workers.bench_services import DEFAULT_PG_ADMIN, moto_s3, scratch_database
+from tools.bench_services import DEFAULT_PG_ADMIN, moto_s3, scratch_database
+from tools.naive import run_naive, seed_mtcnn
 from workers.media.faces import FaceDetector
-from workers.naive import run_naive, seed_mtcnn
 from workers.pipeline import (
     Decoded,
     PipelineConfig,
@@ -659,7 +659,7 @@ def throughput(bench: Bench, clips: list[Clip], prefetch: bool) -> dict[str, flo
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m workers.bench", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.split("\n\n")[0])
     p.add_argument(
         "--clips", nargs="+", help="manifest CSVs, globs or files (default: every clip of ../shared/testdata)"
     )
@@ -744,7 +744,7 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> dict[str, A
         compile_pack(pack)
     storage = None if args.no_storage else StorageRoundTrip(args.pg)
     bench = Bench(FaceDetector(device), pack, config, device, None if args.no_naive else seed_mtcnn(device), storage)
-    command = "python -m workers.bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m tools.bench " + " ".join(argv if argv is not None else sys.argv[1:])
     print(command, file=out)
     print(
         f"{len(clips)} clips, {args.frames} frames, {args.repeat} repeat(s), device {device}, "

@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from models.crop_spec import CONVENTIONS
-from models.preprocessing import NAMED, Normalisation
+from core.crop_spec import CONVENTIONS
+from core.preprocessing import NAMED, Normalisation
 
 FUSION_METHODS = ("weighted_average", "noisy_or", "stacker")
 WEIGHTS_DIR_ENV = "VERITY_WEIGHTS_DIR"
@@ -45,7 +45,7 @@ class MemberManifest:
     aggregator: str  # "mean" | "max" | "topk:K" | "softmax:BETA" | "confident"
     weight: float
     options: dict[str, Any] = field(default_factory=dict)  # architecture kwargs (tiny test configs)
-    crop: str | None = None  # a models.crop_spec convention overriding the format's
+    crop: str | None = None  # a core.crop_spec convention overriding the format's
     normalisation: Normalisation | None = None  # overrides the format's
     check: ProbeCheck | None = None
 

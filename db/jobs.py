@@ -25,9 +25,9 @@ from sqlalchemy import Connection, exists, func, select, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from core import payloads
 from db.models import Feedback, FrameScore, Job, JobStatus, Result, WebhookDelivery
 from db.session import get_engine, session_scope
-from workers import payloads
 
 log = logging.getLogger(__name__)
 

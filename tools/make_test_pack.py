@@ -1,6 +1,6 @@
 """Write a TEST-ONLY model pack (tiny architectures, seeded random weights) to OUTDIR.
 
-Usage: python scripts/make_test_pack.py OUTDIR [--seed N]
+Usage: python tools/make_test_pack.py OUTDIR [--seed N]
 """
 
 from __future__ import annotations

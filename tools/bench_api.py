@@ -1,4 +1,4 @@
-"""``python -m workers.bench_api``: load-test the HTTP API under gunicorn on loopback.
+"""``python -m tools.bench_api``: load-test the HTTP API under gunicorn on loopback.
 
 Starts its own real services — a scratch Postgres database (migrated), moto's S3 server, a Redis database
 index of its own (broker and rate-limit counters) — and gunicorn on them with the shipped configuration
@@ -47,8 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from db.settings import REPO_ROOT
-from workers.bench_services import DEFAULT_PG_ADMIN, free_port, moto_s3, scratch_database, venv_bin, wait_port
+from core.settings import REPO_ROOT
+from tools.bench_services import DEFAULT_PG_ADMIN, free_port, moto_s3, scratch_database, venv_bin, wait_port
 
 Request = Callable[[http.client.HTTPConnection], int]
 GUNICORN_CONF = REPO_ROOT / "api" / "gunicorn_conf.py"
@@ -461,7 +461,7 @@ class Stack:
         # In a child process with the stack's environment, so this process's settings and engine caches stay clean.
         code = (
             "from db.apikeys import create_key\nfrom db.session import session_scope\n"
-            "from db.storage import get_store\nget_store().ensure_bucket()\n"
+            "from core.storage import get_store\nget_store().ensure_bucket()\n"
             "with session_scope() as s:\n    print(create_key(s, 'bench', 'bench', 'submitter').plaintext)\n"
         )
         done = subprocess.run(
@@ -518,7 +518,7 @@ def effective_gunicorn_config(command: list[str]) -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m workers.bench_api", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m tools.bench_api", description=__doc__.split("\n\n")[0])
     p.add_argument(
         "--config",
         type=Path,
@@ -577,7 +577,7 @@ def _measured(meter: CpuMeter, results: dict[str, Any], name: str) -> Iterator[d
 
 def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> dict[str, Any]:
     args = parse_args(argv)
-    command = shlex.join(["python", "-m", "workers.bench_api", *(argv if argv is not None else sys.argv[1:])])
+    command = shlex.join(["python", "-m", "tools.bench_api", *(argv if argv is not None else sys.argv[1:])])
     print(command, file=out, flush=True)
     phases = [p.strip() for p in args.phases.split(",") if p.strip()]
     if unknown := set(phases) - set(PHASES):

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from db.settings import Settings, get_settings
+from core.settings import Settings, get_settings
 
 
 class StorageError(RuntimeError):

@@ -12,7 +12,7 @@ from typing import Any
 from celery import Celery
 from kombu import Queue
 
-from db.settings import Settings, SettingsError, get_settings
+from core.settings import Settings, SettingsError, get_settings
 
 DETECT_TASK = "verity.detect"
 DELIVER_WEBHOOK_TASK = "verity.deliver_webhook"

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from workers.scoring.calibration import PlattCalibrator, calibrator_from_dict, expit, fit_platt
+from core.scoring.calibration import PlattCalibrator, calibrator_from_dict, expit, fit_platt
 
 FUSION_METHODS = ("weighted_average", "noisy_or", "stacker")
 

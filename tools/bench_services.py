@@ -1,6 +1,6 @@
 """Throwaway real services for the benchmarks: a migrated scratch Postgres database and moto's S3 server.
 
-No torch here: the API load test (workers.bench_api) uses these too.
+No torch here: the API load test (tools.bench_api) uses these too.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from db.settings import REPO_ROOT
+from core.settings import REPO_ROOT
 
 DEFAULT_PG_ADMIN = os.environ.get("VERITY_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 

@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from db.media.errors import MediaError
-from db.settings import Settings, load_settings
+from core.media.errors import MediaError
+from core.plots import timeline_png
+from core.settings import Settings, load_settings
 from workers.pipeline import run_pipeline
-from workers.plots import timeline_png
 from workers.resources import load_resources
 
 TEST_PACK_BANNER = (

@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from workers.scoring.aggregation import aggregate, parse_aggregator
-from workers.scoring.calibration import Calibrator, IdentityCalibrator, calibrator_from_dict
-from workers.scoring.decision import Verdict, decide
-from workers.scoring.fusion import FUSION_METHODS, NotEnoughModels, fuse
-from workers.scoring.override import Override, known_content_override, real_evidence_cap
+from core.scoring.aggregation import aggregate, parse_aggregator
+from core.scoring.calibration import Calibrator, IdentityCalibrator, calibrator_from_dict
+from core.scoring.decision import Verdict, decide
+from core.scoring.fusion import FUSION_METHODS, NotEnoughModels, fuse
+from core.scoring.override import Override, known_content_override, real_evidence_cap
 
 FrameScores = Sequence[float] | NDArray[np.floating]
 

@@ -24,10 +24,10 @@ from typing import Any
 
 import requests
 
+from core.settings import REPO_ROOT, get_settings
 from db.apikeys import create_key
 from db.models import Role
 from db.session import session_scope
-from db.settings import REPO_ROOT, get_settings
 from workers.webhooks import sign
 
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}

@@ -1,4 +1,4 @@
-"""The seed-style baseline that ``workers.bench`` measures Verity against. Never used to score jobs.
+"""The seed-style baseline that ``tools.bench`` measures Verity against. Never used to score jobs.
 
 The same probe, sampled frame indices, track linking, crop geometry and scoring as
 :func:`workers.pipeline.run_pipeline`, with the seed's per-item loops around the heavy parts:
@@ -23,12 +23,13 @@ import numpy as np
 from facenet_pytorch import MTCNN
 from numpy.typing import NDArray
 
-from db.media.errors import MediaError
-from db.media.probe import check_limits, probe_video
+from core.media.decode import Frame
+from core.media.errors import MediaError
+from core.media.probe import check_limits, probe_video
+from core.scoring.verdict import score_video
 from models.detector import Detector
 from models.pack import LoadedPack
 from workers.media.crops import Box
-from workers.media.decode import Frame
 from workers.media.faces import Face
 from workers.pipeline import (
     PipelineConfig,
@@ -38,7 +39,6 @@ from workers.pipeline import (
     sample_indices,
     tracked_detections,
 )
-from workers.scoring.verdict import score_video
 
 SEED_MIN_FACE_PX = 40
 SEED_MIN_PROB = 0.9

@@ -9,7 +9,7 @@ from pathlib import Path
 import av
 import av.container
 
-from db.media.errors import MediaError
+from core.media.errors import MediaError
 
 # FFmpeg demuxer for each accepted container (DESIGN §8: allow-list of containers).
 _MP4 = "mp4"  # also covers MOV / 3GP: one demuxer ("mov,mp4,m4a,3gp,3g2,mj2") handles them all

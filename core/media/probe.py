@@ -13,10 +13,10 @@ import av
 import av.container
 import av.video.stream
 
-from db.media.bmff import video_sample_counts
-from db.media.container import open_input, sniff_container
-from db.media.errors import MediaError
-from db.settings import accepted_codecs_from_env
+from core.media.bmff import video_sample_counts
+from core.media.container import open_input, sniff_container
+from core.media.errors import MediaError
+from core.settings import accepted_codecs_from_env
 
 # Far above any frame count we accept, yet it bounds what FFmpeg's MP4 index may cost when opening (~14 MB).
 MAX_DECLARED_SAMPLES = 1_000_000

@@ -1,0 +1,1 @@
+"""Operator and developer tools: benchmarks, the demo, evaluation, scanning, test-pack generation."""
