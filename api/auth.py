@@ -21,8 +21,8 @@ from api import boundary, ratelimit
 from api.errors import ApiError
 from api.openapi import spec
 from core.settings import Settings
+from core.vocabulary import Role
 from db.apikeys import KeyCache, Principal, authenticate
-from db.models import Role
 from db.session import read_scope
 
 P = ParamSpec("P")

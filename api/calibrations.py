@@ -18,8 +18,7 @@ from api.errors import ApiError
 from api.jobs import _tenant_job
 from api.openapi import responses, spec
 from api.schemas import CalibrationFitIn, CalibrationList, CalibrationView, ReplayQuery, ReplayView
-from core.scoring.fusion import FUSION_METHODS
-from db.models import Role
+from core.vocabulary import FUSION_METHODS, Role
 from db.session import session_scope
 from workers import recalibrate as calibrations
 

@@ -17,7 +17,8 @@ from api.openapi import responses, spec
 from api.schemas import DeliveryList, DeliveryView
 from api.serialize import iso
 from core.queue import enqueue_webhook
-from db.models import DeliveryState, Role, WebhookDelivery
+from core.vocabulary import DeliveryState, Role
+from db.models import WebhookDelivery
 from db.session import session_scope
 
 log = logging.getLogger(__name__)

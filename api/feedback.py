@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import get_args
-
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import select, update
 
@@ -11,16 +9,15 @@ from api.auth import current_key, require_role
 from api.errors import ApiError
 from api.jobs import _tenant_job
 from api.openapi import responses, spec
-from api.schemas import Category, FeedbackIn, FeedbackList, FeedbackQuery, FeedbackView, Label
+from api.schemas import FeedbackIn, FeedbackList, FeedbackQuery, FeedbackView
 from api.serialize import feedback_view
-from db.models import Feedback, JobStatus, Role
+from core.vocabulary import JobStatus, Role
+from db.models import Feedback
 from db.session import session_scope
 
 bp = Blueprint("feedback", __name__)
 
 # The review page offers these (api/review).
-LABELS: tuple[str, ...] = get_args(Label)
-CATEGORIES: tuple[str, ...] = get_args(Category)
 
 
 @bp.post("/v1/jobs/<job_id>/feedback")

@@ -24,7 +24,8 @@ from core.netguard import UnsafeUrlError, vet_url
 from core.queue import enqueue_detect
 from core.settings import Settings
 from core.storage import StorageError, get_store
-from db.models import Job, JobStatus, Result, Role
+from core.vocabulary import JobStatus, Role, Stage
+from db.models import Job, Result
 from db.session import read_scope, session_scope
 
 log = logging.getLogger(__name__)
@@ -157,7 +158,7 @@ def create_job() -> Response:
         tenant=key.tenant,
         api_key_id=key.id,
         status=JobStatus.QUEUED.value,
-        stage="queued",
+        stage=Stage.QUEUED,
         input_key=object_key,
         sha256=sniffed.sha256,
         size_bytes=sniffed.size,
@@ -241,7 +242,7 @@ def cancel_job(job_id: str) -> Response:
         if job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
             # The worker's final write is fenced on status RUNNING, so a cancelled job never gets a result.
             job.status = JobStatus.CANCELLED.value
-            job.stage = "cancelled"
+            job.stage = Stage.CANCELLED
             job.finished_at = datetime.now(UTC)
         elif job.status != JobStatus.CANCELLED:
             raise ApiError(409, "JOB_FINISHED", f"the job already finished with status {job.status}")

@@ -8,8 +8,9 @@ import sys
 
 from sqlalchemy import select
 
+from core.vocabulary import Role
 from db.apikeys import create_key, revoke_key
-from db.models import ApiKey, Role
+from db.models import ApiKey
 from db.session import session_scope
 
 

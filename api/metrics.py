@@ -34,8 +34,9 @@ from sqlalchemy import func, select
 from core.logs import configure_logging, job_id_var, request_id_var
 from core.queue import GPU_QUEUE, IO_QUEUE, broker_transport_options
 from core.settings import get_settings
+from core.vocabulary import JobStatus
 from db import heartbeat
-from db.models import Calibration, Job, JobStatus, Result, WebhookDelivery, utcnow
+from db.models import Calibration, Job, Result, WebhookDelivery, utcnow
 from db.session import session_scope
 
 log = logging.getLogger("verity.requests")

@@ -14,14 +14,10 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSche
 from werkzeug.datastructures import FileStorage
 
 from api.boundary import parse_json
-from db.models import DeliveryState, JobStatus
+from core.vocabulary import DeliveryState, FeedbackCategory, JobStatus, Label, SamplingStrategy
 
 MAX_FRAMES_LIMIT = 300
 METADATA_MAX_CHARS = 16_384
-
-Verdict = Literal["REAL", "FAKE", "UNCERTAIN"]
-Label = Literal["REAL", "FAKE", "UNKNOWN"]
-Category = Literal["FALSE_POSITIVE", "FALSE_NEGATIVE", "CONFIRMATION", "OTHER"]
 
 
 # A multipart file part: validated as werkzeug's FileStorage, documented as binary content.
@@ -77,8 +73,7 @@ class JobForm(BaseModel):
     max_frames: int | None = Field(
         None, ge=1, le=MAX_FRAMES_LIMIT, description="Frames to sample (default: the server's VERITY_MAX_FRAMES)."
     )
-    # Mirrors workers.pipeline.SAMPLING_STRATEGIES; the API cannot import the torch-side pipeline.
-    sampling: Literal["uniform", "fixed_rate"] = Field("uniform", description="Frame sampling strategy.")
+    sampling: SamplingStrategy = Field(SamplingStrategy.UNIFORM, description="Frame sampling strategy.")
     metadata: JsonObjectText = Field(None, description="A JSON object (as text) stored with the job.")
 
     @field_validator("file")
@@ -181,7 +176,7 @@ class FeedbackIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     label: Label
-    category: Category = "OTHER"
+    category: FeedbackCategory = FeedbackCategory.OTHER
     note: str | None = Field(None, max_length=4000)
 
 
@@ -197,7 +192,7 @@ class FeedbackView(BaseModel):
     job_id: str
     moderator_key_id: int
     label: Label
-    category: Category
+    category: FeedbackCategory
     note: str | None
     current: bool
     created_at: datetime

@@ -14,6 +14,7 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from api.errors import ApiError
+from core.media.container import sniff_container
 from core.media.errors import MediaError
 from core.media.probe import Limits, check_limits, probe_video
 
@@ -27,24 +28,13 @@ class SniffedUpload:
     content_type: str
 
 
-def sniff_container(head: bytes) -> str | None:
-    """The MIME type of an allowed video container, from its first bytes; None if not allowed."""
-    if len(head) >= 12 and head[4:8] == b"ftyp":
-        return "video/quicktime" if head[8:12] == b"qt  " else "video/mp4"
-    if head.startswith(b"\x1a\x45\xdf\xa3"):
-        return "video/webm" if b"webm" in head[:64] else "video/x-matroska"
-    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
-        return "video/x-msvideo"
-    return None
-
-
 def inspect_upload(stream: IO[bytes]) -> SniffedUpload:
     stream.seek(0)
     head = stream.read(64)
     if not head:
         raise ApiError(400, "EMPTY_FILE", "the uploaded file is empty")
-    content_type = sniff_container(head)
-    if content_type is None:
+    sniffed = sniff_container(head)
+    if sniffed is None:
         raise ApiError(
             415,
             "UNSUPPORTED_MEDIA_TYPE",
@@ -56,7 +46,7 @@ def inspect_upload(stream: IO[bytes]) -> SniffedUpload:
         digest.update(chunk)
         size += len(chunk)
     stream.seek(0)
-    return SniffedUpload(size=size, sha256=digest.hexdigest(), content_type=content_type)
+    return SniffedUpload(size=size, sha256=digest.hexdigest(), content_type=sniffed.mime_type)
 
 
 def display_filename(raw: str | None) -> str | None:

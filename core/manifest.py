@@ -16,8 +16,8 @@ import yaml
 
 from core.crop_spec import CONVENTIONS
 from core.preprocessing import NAMED, Normalisation
+from core.vocabulary import FUSION_METHODS
 
-FUSION_METHODS = ("weighted_average", "noisy_or", "stacker")
 WEIGHTS_DIR_ENV = "VERITY_WEIGHTS_DIR"
 _AGGREGATOR = re.compile(r"mean|max|confident|topk:[1-9]\d*|softmax:\d+(\.\d+)?")
 _SHA256 = re.compile(r"[0-9a-f]{64}")

@@ -13,11 +13,7 @@ from celery import Celery
 from kombu import Queue
 
 from core.settings import Settings, SettingsError, get_settings
-
-DETECT_TASK = "verity.detect"
-DELIVER_WEBHOOK_TASK = "verity.deliver_webhook"
-REAP_TASK = "verity.reap"
-RELAY_WEBHOOKS_TASK = "verity.relay_webhooks"
+from core.vocabulary import TaskName
 
 GPU_QUEUE = "gpu"
 IO_QUEUE = "io"
@@ -68,14 +64,14 @@ def make_celery(settings: Settings) -> Celery:
         task_soft_time_limit=soft_time_limit_s(settings.task_time_limit_s),
         task_default_queue=IO_QUEUE,
         task_queues=(Queue(GPU_QUEUE), Queue(IO_QUEUE)),
-        task_routes={DETECT_TASK: {"queue": GPU_QUEUE}},
+        task_routes={TaskName.DETECT: {"queue": GPU_QUEUE}},
         task_serializer="json",
         accept_content=["json"],
         worker_hijack_root_logger=False,
         beat_schedule={
-            "reap": {"task": REAP_TASK, "schedule": timedelta(seconds=settings.reaper_interval_s)},
+            "reap": {"task": TaskName.REAP, "schedule": timedelta(seconds=settings.reaper_interval_s)},
             "relay-webhooks": {
-                "task": RELAY_WEBHOOKS_TASK,
+                "task": TaskName.RELAY_WEBHOOKS,
                 "schedule": timedelta(seconds=settings.webhook_relay_interval_s),
             },
         },
@@ -109,11 +105,11 @@ def get_celery() -> Celery:
 
 
 def enqueue_detect(job_id: str) -> None:
-    get_celery().send_task(DETECT_TASK, args=[job_id], queue=GPU_QUEUE)
+    get_celery().send_task(TaskName.DETECT, args=[job_id], queue=GPU_QUEUE)
 
 
 def enqueue_webhook(delivery_id: str) -> None:
-    get_celery().send_task(DELIVER_WEBHOOK_TASK, args=[delivery_id], queue=IO_QUEUE)
+    get_celery().send_task(TaskName.DELIVER_WEBHOOK, args=[delivery_id], queue=IO_QUEUE)
 
 
 def check_broker() -> None:
@@ -133,7 +129,3 @@ def broker_lost_messages() -> bool:
             return False
         client = conn.default_channel.client
         return bool(client.set(BROKER_EPOCH_KEY, "1", nx=True))
-
-
-# Fits a new calibration version from moderator feedback (workers/recalibrate_tasks.py; io queue).
-RECALIBRATE_TASK = "verity.recalibrate"

@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import ApiKey, Role
+from core.vocabulary import Role
+from db.models import ApiKey
 
 KEY_SCHEME = "vrt"
 

@@ -26,7 +26,8 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from core import payloads
-from db.models import Feedback, FrameScore, Job, JobStatus, Result, WebhookDelivery
+from core.vocabulary import JobStatus, Stage
+from db.models import Feedback, FrameScore, Job, Result, WebhookDelivery
 from db.session import get_engine, session_scope
 
 log = logging.getLogger(__name__)
@@ -198,7 +199,7 @@ def _take(jid: uuid.UUID, lease_s: int, max_attempts: int | None, owner_gone: bo
         same = (Job.id == jid, Job.status == status, Job.attempt == attempt)
         if max_attempts is not None and used >= max_attempts:
             message = f"the job was attempted {used} times and its worker never finished it"
-            values = {"status": JobStatus.FAILED.value, "stage": "failed", "error_code": MAX_ATTEMPTS_CODE}
+            values = {"status": JobStatus.FAILED.value, "stage": Stage.FAILED, "error_code": MAX_ATTEMPTS_CODE}
             done = session.execute(
                 update(Job)
                 .where(*same)
@@ -218,7 +219,7 @@ def _take(jid: uuid.UUID, lease_s: int, max_attempts: int | None, owner_gone: bo
                 status=JobStatus.RUNNING.value,
                 attempt=Job.attempt + 1,
                 lease_expires_at=now + timedelta(seconds=lease_s),
-                stage="claimed",
+                stage=Stage.CLAIMED,
                 progress=0.0,
                 started_at=now,
                 updated_at=now,
@@ -247,7 +248,7 @@ def _take(jid: uuid.UUID, lease_s: int, max_attempts: int | None, owner_gone: bo
             job.outage_retries,
             _aware(job.outage_since),
         )
-        return Taken(claim, "claimed")
+        return Taken(claim, Stage.CLAIMED)
 
 
 def claim(job_id: str, lease_s: int) -> Claim | None:
@@ -385,7 +386,7 @@ def complete(
             session.execute(FrameScore.__table__.insert(), [{"job_id": c.job_id, **row} for row in frame_rows])
 
     values = {
-        "stage": "done",
+        "stage": Stage.DONE,
         "progress": 1.0,
         "model_pack": result.get("model_pack"),
         "calibration_version": result.get("calibration_version"),
@@ -398,7 +399,7 @@ def complete(
 def fail(
     c: Claim, code: str, message: str, webhook_payload: dict[str, Any], retry_s: float = 0.0
 ) -> uuid.UUID | bool | None:
-    values = {"stage": "failed", "error_code": code, "error_message": message[:2000]}
+    values = {"stage": Stage.FAILED, "error_code": code, "error_message": message[:2000]}
     return _finish(c, JobStatus.FAILED, values, "job.failed", webhook_payload, retry_s, "failing")
 
 
@@ -427,7 +428,7 @@ def _hand_back(c: Claim, values: dict[str, Any], retry_s: float, what: str) -> b
 
 def release(c: Claim, reason: str, retry_s: float = 0.0) -> bool:
     """Hand a job back after a failure of its own (a crash): this attempt counts against its attempts."""
-    return _hand_back(c, {"stage": "retrying", "error_message": reason[:2000]}, retry_s, "releasing")
+    return _hand_back(c, {"stage": Stage.RETRYING, "error_message": reason[:2000]}, retry_s, "releasing")
 
 
 def park(c: Claim, stage: str, reason: str, retry_s: float = 0.0) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +25,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from core.vocabulary import DeliveryState, JobStatus
+
 # JSONB on Postgres (indexable, compact), plain JSON text elsewhere (SQLite in embedded mode).
 JsonType = JSON().with_variant(JSONB(), "postgresql")
 
@@ -45,30 +46,6 @@ def utcnow() -> datetime:
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map = {datetime: DateTime(timezone=True), dict[str, Any]: JsonType}
-
-
-class Role(enum.StrEnum):
-    SUBMITTER = "submitter"
-    MODERATOR = "moderator"
-    ADMIN = "admin"
-
-
-class JobStatus(enum.StrEnum):
-    QUEUED = "QUEUED"
-    RUNNING = "RUNNING"
-    SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
-
-
-TERMINAL_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
-
-
-class DeliveryState(enum.StrEnum):
-    PENDING = "pending"
-    DELIVERED = "delivered"
-    FAILED = "failed"
-    DISABLED = "disabled"
 
 
 class ApiKey(Base):

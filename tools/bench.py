@@ -322,7 +322,8 @@ class StorageRoundTrip:
     def __call__(self, path: Path, output: PipelineOutput) -> float:
         from sqlalchemy import insert
 
-        from db.models import FrameScore, Job, JobStatus, Result
+        from core.vocabulary import JobStatus
+        from db.models import FrameScore, Job, Result
 
         sha256 = hashlib.sha256(path.read_bytes()).hexdigest()  # the API hashes while streaming: not timed here
         key = f"uploads/{uuid.uuid4()}"

@@ -25,12 +25,10 @@ from typing import Any
 import requests
 
 from core.settings import REPO_ROOT, get_settings
+from core.vocabulary import TERMINAL_STATUSES, Role
 from db.apikeys import create_key
-from db.models import Role
 from db.session import session_scope
 from workers.webhooks import sign
-
-TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
 
 
 def free_port() -> int:
@@ -216,7 +214,7 @@ def run(video: Path, timeout_s: float) -> int:
         print(f"submitted {video.name} as job {job['id']}")
         deadline = time.monotonic() + timeout_s
         shown = None
-        while job["status"] not in TERMINAL:
+        while job["status"] not in TERMINAL_STATUSES:
             if time.monotonic() > deadline:
                 print(f"timed out after {timeout_s:.0f} s; job is {job['status']}", file=sys.stderr)
                 return 3

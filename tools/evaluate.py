@@ -19,9 +19,9 @@ from typing import Any
 from sklearn.metrics import roc_auc_score
 
 from core.media.errors import MediaError
-from core.scoring.decision import Verdict
 from core.scoring.fusion import NotEnoughModels
 from core.settings import REPO_ROOT
+from core.vocabulary import Verdict
 from tools.scan import TEST_PACK_BANNER, tool_settings
 from workers.pipeline import run_pipeline
 from workers.resources import Resources, load_resources

@@ -22,8 +22,9 @@ from kombu.utils.url import maybe_sanitize_url
 
 from core.logs import configure_logging, job_id_var
 from core.manifest import ManifestError, missing_checkpoints
-from core.queue import DETECT_TASK, GPU_QUEUE, check_celery_conf, make_celery
+from core.queue import GPU_QUEUE, check_celery_conf, make_celery
 from core.settings import SettingsError, get_settings
+from core.vocabulary import TaskName
 from db import heartbeat
 from db.session import dispose_engine_after_fork
 
@@ -135,7 +136,7 @@ def _leaving(**_: Any) -> None:
 @task_prerun.connect
 def _bind_job(task_id: str, task: Any, args: tuple[Any, ...] | None = None, **_: Any) -> None:
     # Every log line of a detect task, ours or a library's, carries the job id.
-    if task.name == DETECT_TASK and args:
+    if task.name == TaskName.DETECT and args:
         _job_tokens[task_id] = job_id_var.set(str(args[0]))
 
 

@@ -18,9 +18,9 @@ import numpy as np
 from core.media.decode import Frame, decode_frames
 from core.media.probe import Limits, VideoInfo, check_limits, probe_video
 from core.preprocessing import normalisation_name
-from core.scoring.decision import Verdict
 from core.scoring.sampling import fixed_rate_indices, uniform_indices
 from core.scoring.verdict import CalibrationState, FusionSpec, MemberSpec, score_video
+from core.vocabulary import SAMPLING_STRATEGIES, Stage, Verdict
 from models.pack import LoadedPack
 from workers.media.crops import CropKey, cut_crops
 from workers.media.faces import Face, FaceDetector
@@ -31,9 +31,6 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str, float], None]
 
 MIN_TRACK_DETECTIONS = 3  # a face seen in fewer sampled frames is too thin to judge a person on
-
-
-SAMPLING_STRATEGIES = ("uniform", "fixed_rate")
 
 
 @dataclass(frozen=True)
@@ -184,7 +181,7 @@ def decode_video(path: Path, config: PipelineConfig, progress: Progress = _noop)
     check_limits(info, config.limits)
     indices = sample_indices(info, config)
     probed = time.perf_counter()
-    progress("decoding", 0.1)
+    progress(Stage.DECODING, 0.1)
     decoded = decode_frames(path, indices)
     if decoded.missing:
         log.warning(
@@ -278,7 +275,7 @@ def run_pipeline(
     detections = tracked_detections(faces)
     lap("tracks")
 
-    progress("scoring", 0.55)
+    progress(Stage.SCORING, 0.55)
     crops = member_crops(frames, detections, pack)
     lap("crops")
 
@@ -293,7 +290,7 @@ def run_pipeline(
         except Exception as exc:  # one broken detector is reported; fusion proceeds on the others
             failed[name] = f"{type(exc).__name__}: {exc}"[:500]
         timings[f"model:{name}"] = round(time.perf_counter() - start, 4)
-        progress("scoring", 0.55 + 0.35 * (i + 1) / len(pack.members))
+        progress(Stage.SCORING, 0.55 + 0.35 * (i + 1) / len(pack.members))
     clock = time.perf_counter()
 
     track_scores: dict[str, dict[int, list[float]]] = {}

@@ -21,8 +21,9 @@ from sqlalchemy import and_, func, or_, select, update
 from core import payloads
 from core.queue import broker_lost_messages, enqueue_detect, enqueue_webhook
 from core.settings import Settings
+from core.vocabulary import JobStatus, Stage
 from db import jobs
-from db.models import Job, JobStatus
+from db.models import Job
 from db.session import session_scope
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def _expire_leases(settings: Settings, now: datetime, report: ReapReport) -> lis
             used = jobs.attempts_used(job.attempt, job.outage_retries)
             if used >= settings.max_attempts:
                 message = f"the job was attempted {used} times and its worker never finished it"
-                job.status, job.stage = JobStatus.FAILED.value, "failed"
+                job.status, job.stage = JobStatus.FAILED.value, Stage.FAILED
                 job.error_code, job.error_message = jobs.MAX_ATTEMPTS_CODE, message
                 job.lease_expires_at, job.finished_at = None, now
                 report.failed.append(str(job.id))
@@ -77,7 +78,7 @@ def _expire_leases(settings: Settings, now: datetime, report: ReapReport) -> lis
                     job.attempt,
                     "lease expired" if expired else "its worker is gone",
                 )
-                job.status, job.stage, job.lease_expires_at = JobStatus.QUEUED.value, "requeued", None
+                job.status, job.stage, job.lease_expires_at = JobStatus.QUEUED.value, Stage.REQUEUED, None
                 job.enqueued_at = None
                 report.requeued.append(str(job.id))
     return deliveries
@@ -111,7 +112,7 @@ def reap(settings: Settings) -> ReapReport:
     with session_scope() as session:
         conditions = [
             and_(Job.enqueued_at.is_(None), Job.updated_at < now - timedelta(seconds=settings.enqueue_grace_s)),
-            and_(Job.enqueued_at.is_(None), Job.stage == "requeued"),
+            and_(Job.enqueued_at.is_(None), Job.stage == Stage.REQUEUED),
             Job.enqueued_at < now - timedelta(seconds=settings.visibility_timeout_s),
         ]
         query = select(Job.id).where(Job.status == JobStatus.QUEUED.value)

@@ -35,8 +35,6 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.queue import RECALIBRATE_TASK
-from core.scoring.fusion import FUSION_METHODS
 from core.scoring.metrics import ReliabilityBin
 from core.scoring.override import KNOWN_CONTENT
 from core.scoring.recalibration import (
@@ -50,6 +48,7 @@ from core.scoring.recalibration import (
 )
 from core.scoring.verdict import CalibrationState, FusionSpec, MemberSpec, score_video
 from core.settings import Settings, get_settings
+from core.vocabulary import FUSION_METHODS, TaskName
 from db.models import Calibration, FrameScore, Job, Result, utcnow
 from db.session import session_scope
 
@@ -608,7 +607,7 @@ def recalibrate_schedule() -> dict[str, dict[str, Any]]:
         raise ValueError(f"VERITY_RECALIBRATE_INTERVAL_S must be a number of seconds, got {raw!r}") from exc
     if interval <= 0:
         return {}
-    return {"recalibrate": {"task": RECALIBRATE_TASK, "schedule": timedelta(seconds=interval)}}
+    return {"recalibrate": {"task": TaskName.RECALIBRATE, "schedule": timedelta(seconds=interval)}}
 
 
 def auto_activate_default() -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from core.queue import RECALIBRATE_TASK
+from core.vocabulary import TaskName
 from workers.celery_app import app
 from workers.recalibrate import NotEnoughLabels, auto_activate_default, config_from_env, fit, recalibrate_schedule
 
@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 app.conf.beat_schedule = {**(app.conf.beat_schedule or {}), **recalibrate_schedule()}
 
 
-@app.task(name=RECALIBRATE_TASK)
+@app.task(name=TaskName.RECALIBRATE)
 def recalibrate(auto_activate: bool | None = None, skip_if_unchanged: bool = True, **overrides: Any) -> dict[str, Any]:
     """Fit a candidate from the current feedback; too few labels is a logged no-op, not a failure."""
     try:

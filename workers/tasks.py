@@ -22,16 +22,10 @@ from celery.exceptions import Reject, SoftTimeLimitExceeded
 
 from core import payloads
 from core.media.errors import MediaError
-from core.queue import (
-    DELIVER_WEBHOOK_TASK,
-    DETECT_TASK,
-    REAP_TASK,
-    RELAY_WEBHOOKS_TASK,
-    enqueue_webhook,
-    soft_time_limit_s,
-)
+from core.queue import enqueue_webhook, soft_time_limit_s
 from core.settings import Settings, get_settings
 from core.storage import ObjectMissing, StorageError, get_store
+from core.vocabulary import Stage, TaskName
 from db import jobs
 from db.jobs import Claim
 from workers import reaper, recalibrate, webhooks
@@ -45,7 +39,6 @@ log = logging.getLogger(__name__)
 TAKEOVER_WAIT_S = 3.0
 # The first wait after a failed download; each later one is as long as the outage has lasted so far.
 MIN_OUTAGE_BACKOFF_S = 1.0
-STORAGE_WAIT_STAGE = "waiting_for_storage"
 
 
 @dataclass(frozen=True)
@@ -139,7 +132,7 @@ def _process(claim: Claim, keeper: LeaseKeeper, patience: Patience) -> None:
         if keeper.lost:
             raise FencedOff(f"attempt {claim.attempt} lost job {claim.job_id}")
 
-    progress("downloading", 0.01)
+    progress(Stage.DOWNLOADING, 0.01)
     with tempfile.TemporaryDirectory(prefix="verity-job-") as tmp:
         path = Path(tmp) / "input"
         get_store().download_to(claim.input_key, path)
@@ -199,7 +192,7 @@ def _take(job_id: uuid.UUID, lock: jobs.OwnerLock, settings: Settings) -> jobs.T
         time.sleep(0.25)
 
 
-@app.task(name=DETECT_TASK, bind=True)
+@app.task(name=TaskName.DETECT, bind=True)
 def detect(self: Task, job_id: str) -> None:
     settings = get_settings()
     patience = Patience.for_task(settings)
@@ -278,7 +271,7 @@ def _wait_for_storage(task: Task, claim: Claim, settings: Settings, patience: Pa
         delay,
         exc,
     )
-    if jobs.park(claim, STORAGE_WAIT_STAGE, f"waiting for the object store: {exc}", patience.db_s()):
+    if jobs.park(claim, Stage.WAITING_FOR_STORAGE, f"waiting for the object store: {exc}", patience.db_s()):
         _send_again(task, claim, delay)
 
 
@@ -301,12 +294,12 @@ def _send_again(task: Task, claim: Claim, countdown: float) -> None:
     jobs.mark_enqueued(claim.job_id)
 
 
-@app.task(name=DELIVER_WEBHOOK_TASK)
+@app.task(name=TaskName.DELIVER_WEBHOOK)
 def deliver_webhook(delivery_id: str) -> str | None:
     return webhooks.deliver(delivery_id, get_settings())
 
 
-@app.task(name=RELAY_WEBHOOKS_TASK)
+@app.task(name=TaskName.RELAY_WEBHOOKS)
 def relay_webhooks() -> int:
     """Retries are scheduled in Postgres (next_attempt_at), not as broker ETAs; this sends the due ones."""
     settings = get_settings()
@@ -317,7 +310,7 @@ def relay_webhooks() -> int:
     return sent
 
 
-@app.task(name=REAP_TASK)
+@app.task(name=TaskName.REAP)
 def reap() -> dict[str, list[str]]:
     report = reaper.reap(get_settings())
     return {"enqueued": report.enqueued, "failed": report.failed}

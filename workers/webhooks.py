@@ -26,7 +26,8 @@ from sqlalchemy import select, update
 
 from core.netguard import UnsafeUrlError, VettedTarget, vet_url
 from core.settings import Settings
-from db.models import DeliveryState, Job, WebhookDelivery
+from core.vocabulary import DeliveryState
+from db.models import Job, WebhookDelivery
 from db.session import session_scope
 
 log = logging.getLogger(__name__)

@@ -32,13 +32,13 @@ from sqlalchemy.orm import Session
 
 from api.auth import current_key, require_role
 from api.errors import ApiError
-from api.feedback import CATEGORIES, LABELS
 from api.jobs import _parse_job_id, _tenant_job
 from api.review.media import FaceScores, ObjectRange, frames_sheet, object_size, open_range, storage_api_error
 from api.serialize import feedback_view, iso, job_view, result_view
 from core.settings import Settings
 from core.storage import StorageError, get_store
-from db.models import Calibration, Feedback, FrameScore, Job, JobStatus, Result, Role
+from core.vocabulary import FeedbackCategory, JobStatus, Label, Role
+from db.models import Calibration, Feedback, FrameScore, Job, Result
 from db.session import session_scope
 
 bp = Blueprint(
@@ -72,7 +72,8 @@ def queue_page() -> str:
 
 @bp.get("/review/jobs/<job_id>")
 def job_page(job_id: str) -> str:
-    return render_template("review/job.html", job_id=job_id, labels=LABELS, categories=CATEGORIES)
+    labels, categories = [v.value for v in Label], [v.value for v in FeedbackCategory]
+    return render_template("review/job.html", job_id=job_id, labels=labels, categories=categories)
 
 
 # --- JSON for the pages ---------------------------------------------------------------------------

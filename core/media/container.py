@@ -4,6 +4,7 @@ Forcing the demuxer matters: left to guess, FFmpeg opens e.g. an HLS playlist na
 reference other files or URLs. Only the three containers below are accepted.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
@@ -20,14 +21,28 @@ _AVI = "avi"
 _BMFF_FIRST_BOXES = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide"}
 
 
-def sniff_container(head: bytes) -> str | None:
-    """The FFmpeg demuxer for a file starting with `head` (≥ 12 bytes), or None when not accepted."""
+@dataclass(frozen=True)
+class Sniffed:
+    """An accepted container: the FFmpeg demuxer to force and the MIME type to store the upload under."""
+
+    demuxer: str
+    mime_type: str
+
+
+def sniff_container(head: bytes) -> Sniffed | None:
+    """The accepted container a file starting with `head` (≥ 12 bytes, 64 to tell WebM) is, or None.
+
+    The API's upload check and the worker's demuxer choice both use this, so a file the API accepts is the
+    file the worker opens.
+    """
     if head[4:8] in _BMFF_FIRST_BOXES:
-        return _MP4
+        # Old QuickTime files start with another box than ftyp; "qt  " is QuickTime's major brand.
+        quicktime = head[4:8] != b"ftyp" or head[8:12] == b"qt  "
+        return Sniffed(_MP4, "video/quicktime" if quicktime else "video/mp4")
     if head[:4] == b"\x1a\x45\xdf\xa3":  # EBML magic
-        return _MATROSKA
+        return Sniffed(_MATROSKA, "video/webm" if b"webm" in head[:64] else "video/x-matroska")
     if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
-        return _AVI
+        return Sniffed(_AVI, "video/x-msvideo")
     return None
 
 
@@ -53,16 +68,16 @@ def open_input(path: Path, *, decoders: bool = True) -> av.container.InputContai
         raise MediaError("CORRUPT_MEDIA", f"cannot read the file: {exc.strerror}") from exc
     if not head:
         raise MediaError("CORRUPT_MEDIA", "the file is empty")
-    fmt = sniff_container(head)
-    if fmt is None:
+    sniffed = sniff_container(head)
+    if sniffed is None:
         raise MediaError("UNSUPPORTED_MEDIA_TYPE", "not an MP4/MOV, Matroska/WebM or AVI file")
     try:
         return av.open(
             str(path),
-            format=fmt,
+            format=sniffed.demuxer,
             options=_NO_PICTURES if decoders else _NO_DECODERS,
             # Never let the demuxer open anything but this local file (no nested URLs or references).
             container_options={"protocol_whitelist": "file"},
         )
     except av.FFmpegError as exc:
-        raise MediaError("CORRUPT_MEDIA", f"the {fmt} container cannot be parsed ({exc.strerror})") from exc
+        raise MediaError("CORRUPT_MEDIA", f"the {sniffed.demuxer} container cannot be parsed ({exc.strerror})") from exc

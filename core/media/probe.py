@@ -98,7 +98,8 @@ def _limit(message: str) -> MediaError:
 def _check_declared_samples(path: Path) -> None:
     try:
         with path.open("rb") as f:
-            is_mp4 = sniff_container(f.read(12)) == "mp4"
+            sniffed = sniff_container(f.read(12))
+            is_mp4 = sniffed is not None and sniffed.demuxer == "mp4"
         counts = video_sample_counts(path) if is_mp4 else []
     except OSError:
         return  # open_input reports an unreadable file

@@ -1,15 +1,8 @@
 """Fused P(fake) -> three-way verdict."""
 
 import math
-from enum import StrEnum
 
-
-class Verdict(StrEnum):
-    REAL = "REAL"
-    FAKE = "FAKE"
-    UNCERTAIN = "UNCERTAIN"
-    # Set by the caller when too few frames had a face; decide() never returns it.
-    NO_FACE = "NO_FACE"
+from core.vocabulary import Verdict
 
 
 def decide(score: float, t_low: float, t_high: float) -> Verdict:

@@ -12,8 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from core.scoring.calibration import PlattCalibrator, calibrator_from_dict, expit, fit_platt
-
-FUSION_METHODS = ("weighted_average", "noisy_or", "stacker")
+from core.vocabulary import FUSION_METHODS
 
 
 class NotEnoughModels(Exception):

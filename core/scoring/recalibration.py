@@ -27,10 +27,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from core.scoring.calibration import Calibrator, IdentityCalibrator, calibrator_from_dict, fit_isotonic, fit_platt
-from core.scoring.fusion import FUSION_METHODS, NotEnoughModels, StackerParams, fit_stacker
+from core.scoring.fusion import NotEnoughModels, StackerParams, fit_stacker
 from core.scoring.metrics import ece, reliability_bins, roc_auc, summary
 from core.scoring.override import feedback_weight
 from core.scoring.verdict import CalibrationState, FusionSpec, MemberSpec, score_video
+from core.vocabulary import FUSION_METHODS
 
 _IDENTITY = IdentityCalibrator()
 

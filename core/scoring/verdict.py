@@ -17,9 +17,10 @@ from numpy.typing import NDArray
 
 from core.scoring.aggregation import aggregate, parse_aggregator
 from core.scoring.calibration import Calibrator, IdentityCalibrator, calibrator_from_dict
-from core.scoring.decision import Verdict, decide
-from core.scoring.fusion import FUSION_METHODS, NotEnoughModels, fuse
+from core.scoring.decision import decide
+from core.scoring.fusion import NotEnoughModels, fuse
 from core.scoring.override import Override, known_content_override, real_evidence_cap
+from core.vocabulary import FUSION_METHODS, Verdict
 
 FrameScores = Sequence[float] | NDArray[np.floating]
 

@@ -10,7 +10,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from db.models import Role
+from core.vocabulary import Role
 from tests.conftest import Keys, Services, bearer
 from tests.integration.test_api_openapi import UNDOCUMENTED_ENDPOINTS
 from tests.integration.test_api_uploads import tiny_mp4

@@ -1,7 +1,8 @@
 import pytest
 
-from core.scoring.decision import Verdict, decide
+from core.scoring.decision import decide
 from core.scoring.fusion import noisy_or
+from core.vocabulary import Verdict
 
 T_LOW = 0.996700
 T_HIGH = 0.998248

@@ -3,10 +3,10 @@ import json
 import pytest
 
 from core.scoring.calibration import IsotonicCalibrator, PlattCalibrator
-from core.scoring.decision import Verdict
 from core.scoring.fusion import NotEnoughModels, StackerParams
 from core.scoring.override import KNOWN_CONTENT, REAL_EVIDENCE_CAP
 from core.scoring.verdict import CalibrationState, FusionSpec, MemberSpec, score_video
+from core.vocabulary import Verdict
 
 SEED_MEMBERS = [
     MemberSpec("xception", "topk:4", 0.25),
