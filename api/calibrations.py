@@ -1,38 +1,45 @@
 """Calibration versions (admin): fit from feedback, list, show, activate / roll back, reliability diagram,
 and replay of a stored job under any version.
 
-Layering: the API calls ``workers.recalibrate`` directly. That module is database + pure numpy
-(``core.scoring``) and imports neither torch nor ``workers.pipeline`` / ``models.pack``, and
-``workers/__init__.py`` is empty, so importing it keeps the API process free of torch. A fit is
-synchronous: it reads stored scores only and takes seconds for tens of thousands of labels.
+The routes call the service functions of ``db.calibrations`` (database + the pure numpy of ``core.scoring``, no
+torch). A fit is synchronous: it reads stored scores only and takes seconds for tens of thousands of labels.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from api.auth import current_key, require_role
 from api.errors import ApiError
 from api.jobs import _tenant_job
 from api.openapi import responses, spec
 from api.schemas import CalibrationFitIn, CalibrationList, CalibrationView, ReplayQuery, ReplayView
+from core.pack_defaults import PackDefaults, pack_defaults
+from core.plots import reliability_png
+from core.scoring.recalibration_config import KNOBS
+from core.scoring.recalibration_types import NotEnoughLabels
+from core.scoring.replay import ReplayError
+from core.settings import Settings
 from core.vocabulary import FUSION_METHODS, Role
+from db import calibrations
+from db.calibrations import CalibrationNotFound
 from db.session import session_scope
-from workers import recalibrate as calibrations
 
 bp = Blueprint("calibrations", __name__)
 
-_FIT_OPTIONS: dict[str, tuple[str, type]] = {
-    "target_fpr": ("target_fpr", float),
-    "uncertain_band": ("uncertain_band", float),
-    "held_out_fraction": ("held_out_fraction", float),
-    "min_per_class": ("min_per_class", int),
-    "min_isotonic_labels": ("min_isotonic_labels", int),
-    "method": ("fusion_method", str),
-    "seed": ("seed", int),
-}
+# Body field -> (RecalibrationConfig field, type), from the one declaration of the knobs.
+_FIT_OPTIONS: dict[str, tuple[str, type]] = {knob.option: (name, knob.kind) for name, knob in KNOBS}
+
+
+def _settings() -> Settings:
+    settings: Settings = current_app.config["VERITY_SETTINGS"]
+    return settings
+
+
+def _pack() -> PackDefaults:
+    return pack_defaults(_settings().pack_manifest)
 
 
 def _body() -> dict[str, Any]:
@@ -44,7 +51,7 @@ def _body() -> dict[str, Any]:
     return body
 
 
-def _not_found(exc: calibrations.CalibrationNotFound) -> ApiError:
+def _not_found(exc: CalibrationNotFound) -> ApiError:
     return ApiError(404, "NOT_FOUND", str(exc))
 
 
@@ -79,12 +86,12 @@ def fit_calibration() -> Response:
     if not isinstance(auto, bool):
         raise ApiError(400, "INVALID_PARAMETER", "auto_activate must be true or false")
     try:
-        config = calibrations.config_from_env(**overrides)
+        config = _settings().recalibration.with_overrides(**overrides)
     except ValueError as exc:
         raise ApiError(400, "INVALID_PARAMETER", str(exc)) from exc
     try:
-        view = calibrations.fit(config, auto_activate=auto)
-    except calibrations.NotEnoughLabels as exc:
+        view = calibrations.fit(calibrations.sql_store, _pack(), config, auto_activate=auto)
+    except NotEnoughLabels as exc:
         raise ApiError(422, "NOT_ENOUGH_LABELS", str(exc)) from exc
     response = jsonify(view)
     response.status_code = 201
@@ -97,7 +104,7 @@ def fit_calibration() -> Response:
 @spec.validate(resp=responses({200: CalibrationList}, 403), tags=["calibrations"])
 def list_calibrations() -> Response:
     """Every calibration version, newest first, and the active one. Role: admin."""
-    versions = calibrations.list_versions()
+    versions = calibrations.list_versions(calibrations.sql_store)
     active = next((v["version"] for v in versions if v["status"] == "active"), None)
     return jsonify({"active": active, "calibrations": versions})
 
@@ -108,8 +115,8 @@ def list_calibrations() -> Response:
 def show_calibration(version: str) -> Response:
     """One version in full (calibrator knots, stacker, reliability bins). Role: admin."""
     try:
-        return jsonify(calibrations.get_version(version, full=True))
-    except calibrations.CalibrationNotFound as exc:
+        return jsonify(calibrations.get_version(calibrations.sql_store, version, full=True))
+    except CalibrationNotFound as exc:
         raise _not_found(exc) from exc
 
 
@@ -120,8 +127,9 @@ def activate_calibration(version: str) -> Response:
     """Make a version active (also how to roll back to an earlier one). Role: admin."""
     key = current_key()
     try:
-        return jsonify(calibrations.activate(version, by=f"api key {key.prefix} ({key.name})"))
-    except calibrations.CalibrationNotFound as exc:
+        by = f"api key {key.prefix} ({key.name})"
+        return jsonify(calibrations.activate(calibrations.sql_store, version, by=by))
+    except CalibrationNotFound as exc:
         raise _not_found(exc) from exc
 
 
@@ -131,9 +139,10 @@ def activate_calibration(version: str) -> Response:
 def reliability_diagram(version: str) -> Response:
     """Reliability diagram of the version's held-out predictions, before and after calibration. Role: admin."""
     try:
-        png = calibrations.reliability_png(version)
-    except calibrations.CalibrationNotFound as exc:
+        metrics = calibrations.get_version(calibrations.sql_store, version, full=True)["metrics"]
+    except CalibrationNotFound as exc:
         raise _not_found(exc) from exc
+    png = reliability_png(version, metrics)
     return Response(png, mimetype="image/png", headers={"Cache-Control": "private, max-age=60"})
 
 
@@ -152,11 +161,18 @@ def replay_job(job_id: str) -> Response:
             raise ApiError(400, "INVALID_PARAMETER", f"aggregator takes MODEL=SPEC, got {item!r}")
         aggregators[name] = spec
     try:
-        out = calibrations.replay(
-            job_id, request.args.get("version"), request.args.get("method"), aggregators, tenant=tenant
-        )
-    except calibrations.CalibrationNotFound as exc:
+        with session_scope() as session:
+            out = calibrations.replay(
+                session,
+                _pack(),
+                job_id,
+                request.args.get("version"),
+                request.args.get("method"),
+                aggregators,
+                tenant=tenant,
+            )
+    except CalibrationNotFound as exc:
         raise _not_found(exc) from exc
-    except calibrations.ReplayError as exc:
+    except ReplayError as exc:
         raise ApiError(409 if "no stored result" in str(exc) else 400, "CANNOT_REPLAY", str(exc)) from exc
     return jsonify(out)

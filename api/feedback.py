@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from api.auth import current_key, require_role
 from api.errors import ApiError
-from api.jobs import _tenant_job
+from api.jobs import _parse_job_id, service_errors
 from api.openapi import responses, spec
 from api.schemas import FeedbackIn, FeedbackList, FeedbackQuery, FeedbackView
 from api.serialize import feedback_view
-from core.vocabulary import JobStatus, Role
+from api.services import feedback as service
+from api.services.repository import SqlRepository
+from core.vocabulary import Role
 from db.models import Feedback
 from db.session import session_scope
 
 bp = Blueprint("feedback", __name__)
-
-# The review page offers these (api/review).
 
 
 @bp.post("/v1/jobs/<job_id>/feedback")
@@ -29,22 +29,11 @@ def post_feedback(job_id: str) -> Response:
     body: FeedbackIn | None = request.context.json  # type: ignore[attr-defined]
     if body is None:  # not a JSON body at all
         raise ApiError(400, "INVALID_JSON", "send a JSON object body")
-    label, category, note = body.label, body.category, body.note
-    key = current_key()
-    with session_scope() as session:
-        job = _tenant_job(session, job_id)
-        if job.status != JobStatus.SUCCEEDED:
-            raise ApiError(409, "RESULT_NOT_READY", f"feedback needs a finished result; the job is {job.status}")
-        session.execute(
-            update(Feedback)
-            .where(Feedback.job_id == job.id, Feedback.api_key_id == key.id, Feedback.is_current.is_(True))
-            .values(is_current=False)
+    jid = _parse_job_id(job_id)
+    with service_errors(), session_scope() as session:
+        feedback = service.post_feedback(
+            SqlRepository(session), current_key(), jid, body.label, body.category, body.note
         )
-        feedback = Feedback(
-            job_id=job.id, api_key_id=key.id, tenant=key.tenant, label=label, category=category, note=note
-        )
-        session.add(feedback)
-        session.flush()
         response = jsonify(feedback_view(feedback))
     response.status_code = 201
     return response

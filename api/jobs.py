@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
-import logging
 import uuid
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from functools import partial
 
 from flask import Blueprint, Response, current_app, jsonify, request
-from sqlalchemy import and_, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from api.auth import current_key, require_role
@@ -19,17 +19,39 @@ from api.errors import ApiError
 from api.openapi import responses, spec
 from api.schemas import JobForm, JobHeaders, JobList, JobListQuery, JobView, ResultView
 from api.serialize import job_view, result_view
+from api.services import jobs as service
+from api.services.errors import BadInput, Conflict, Invalid, NotFound, ServiceError, Unavailable, Unsupported
+from api.services.repository import SqlRepository, sql_unit_of_work
 from api.uploads import check_media, display_filename, inspect_upload
-from core.netguard import UnsafeUrlError, vet_url
 from core.queue import enqueue_detect
 from core.settings import Settings
-from core.storage import StorageError, get_store
-from core.vocabulary import JobStatus, Role, Stage
+from core.storage import get_store
+from core.vocabulary import JobStatus, Role
 from db.models import Job, Result
 from db.session import read_scope, session_scope
 
-log = logging.getLogger(__name__)
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
+
+# The HTTP status of each kind of refusal a service raises.
+_STATUS: dict[type[ServiceError], int] = {
+    BadInput: 400,
+    NotFound: 404,
+    Conflict: 409,
+    Unsupported: 415,
+    Invalid: 422,
+    Unavailable: 503,
+}
+
+
+@contextmanager
+def service_errors() -> Iterator[None]:
+    """A service's refusal (api/services/errors.py) as the API's error response."""
+    try:
+        yield
+    except ServiceError as exc:
+        status = next(status for kind, status in _STATUS.items() if isinstance(exc, kind))
+        headers = {"Retry-After": "5"} if isinstance(exc, Unavailable) else None
+        raise ApiError(status, exc.code, exc.message, headers) from exc
 
 
 def _settings() -> Settings:
@@ -45,55 +67,9 @@ def _parse_job_id(raw: str) -> uuid.UUID:
 
 
 def _tenant_job(session: Session, raw_id: str) -> Job:
-    """Another tenant's job is indistinguishable from a missing one."""
-    job = session.scalar(select(Job).where(Job.id == _parse_job_id(raw_id), Job.tenant == current_key().tenant))
-    if job is None:
-        raise ApiError(404, "NOT_FOUND", "no such job")
-    return job
-
-
-def _find_by_idempotency_key(tenant: str, key: str) -> Job | None:
-    with session_scope() as session:
-        return session.scalar(select(Job).where(Job.tenant == tenant, Job.idempotency_key == key))
-
-
-def _fingerprint(form: JobForm, file_sha256: str) -> str:
-    """What makes two submissions the same request: the file's content and the form fields as validated (the
-    client's filename is display-only and not part of it)."""
-    fields = {
-        "file_sha256": file_sha256,
-        "webhook_url": form.webhook_url,
-        "max_frames": form.max_frames,
-        "sampling": form.sampling,
-        "metadata": form.metadata,
-    }
-    return hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def _replay(job: Job, fingerprint: str) -> Response:
-    """The job an Idempotency-Key made, if this is the same request (IETF draft-ietf-httpapi-idempotency-key-header:
-    a key reused with a different request is 422). Rows from before fingerprints were stored replay as before."""
-    if job.request_fingerprint not in (None, fingerprint):
-        raise ApiError(
-            422,
-            "IDEMPOTENCY_KEY_REUSED",
-            f"this Idempotency-Key was used for job {job.id} with a different file or form fields; use a new key",
-        )
-    response = jsonify(job_view(job))
-    response.status_code = 200
-    response.headers["Idempotent-Replayed"] = "true"
-    return response
-
-
-def _try_enqueue(job_id: uuid.UUID) -> None:
-    """After commit: a broker outage leaves the job QUEUED with no enqueued_at; the reaper sends it later."""
-    try:
-        enqueue_detect(str(job_id))
-    except Exception as exc:
-        log.warning("could not enqueue job %s, the reaper will retry: %s", job_id, exc)
-        return
-    with session_scope() as session:
-        session.execute(update(Job).where(Job.id == job_id).values(enqueued_at=datetime.now(UTC)))
+    """The caller's tenant's job; another tenant's is a 404 like a missing one."""
+    with service_errors():
+        return service.tenant_job(SqlRepository(session), current_key().tenant, _parse_job_id(raw_id))
 
 
 @bp.post("")
@@ -120,73 +96,40 @@ def create_job() -> Response:
     container metadata — resolution, duration, frame count — without decoding (422). Returns 202 with the
     QUEUED job, or 200 with the existing job when the Idempotency-Key was seen before with the same file and
     form fields (422 IDEMPOTENCY_KEY_REUSED with different ones). Role: submitter."""
-    key = current_key()
     settings = _settings()
     form: JobForm | None = request.context.form  # type: ignore[attr-defined]
     if form is None:  # an empty body (api/boundary.py refuses any other non-multipart one with 415)
         raise ApiError(400, "MISSING_FILE", "send the video as a multipart form field named 'file'")
+    headers: JobHeaders = request.context.headers  # type: ignore[attr-defined]
     upload = form.file
-    sniffed = inspect_upload(upload.stream)
-    fingerprint = _fingerprint(form, sniffed.sha256)
-    idempotency_key = request.context.headers.idempotency_key  # type: ignore[attr-defined]
-    if idempotency_key and (existing := _find_by_idempotency_key(key.tenant, idempotency_key)):
-        return _replay(existing, fingerprint)
-
-    webhook_url = form.webhook_url or None
-    if webhook_url:
-        try:
-            vet_url(webhook_url, allow_private=settings.webhook_allow_private)
-        except UnsafeUrlError as exc:
-            raise ApiError(422, "INVALID_WEBHOOK_URL", str(exc)) from exc
-    params = {"max_frames": form.max_frames or settings.max_frames, "sampling": form.sampling}
-    check_media(upload, settings.accepted_codecs)
-
-    job_id = uuid.uuid4()
-    object_key = f"uploads/{job_id}"
-    store = get_store()
-    try:
-        # werkzeug spools a large multipart body to a temporary file, never to memory whole.
-        store.put_stream(object_key, upload.stream, sniffed.content_type)
-    except StorageError as exc:
-        log.error("storage failed for job %s: %s", job_id, exc)
-        raise ApiError(
-            503, "STORAGE_UNAVAILABLE", "the object store is unavailable; retry later", {"Retry-After": "5"}
-        ) from exc
-
-    job = Job(
-        id=job_id,
-        tenant=key.tenant,
-        api_key_id=key.id,
-        status=JobStatus.QUEUED.value,
-        stage=Stage.QUEUED,
-        input_key=object_key,
-        sha256=sniffed.sha256,
-        size_bytes=sniffed.size,
-        filename=display_filename(upload.filename),
-        content_type=sniffed.content_type,
-        params=params,
-        metadata_=form.metadata or {},
-        webhook_url=webhook_url,
-        idempotency_key=idempotency_key,
-        request_fingerprint=fingerprint,
-    )
-    try:
-        with session_scope() as session:
-            session.add(job)
-    except IntegrityError:
-        # Lost an idempotency race: keep the winner's job and object, drop ours.
-        store.delete(object_key)
-        winner = _find_by_idempotency_key(key.tenant, idempotency_key or "")
-        if winner is None:
-            raise
-        return _replay(winner, fingerprint)
-    except Exception:
-        store.delete(object_key)
-        raise
-    _try_enqueue(job_id)
-    response = jsonify(job_view(job))
-    response.status_code = 202
-    response.headers["Location"] = f"/v1/jobs/{job_id}"
+    with service_errors():
+        job_request = service.JobRequest(
+            file=upload.stream,  # werkzeug spools a large multipart body to a temporary file, never to memory whole
+            upload=inspect_upload(upload.stream),
+            filename=display_filename(upload.filename),
+            webhook_url=form.webhook_url,
+            max_frames=form.max_frames,
+            sampling=form.sampling,
+            metadata=form.metadata,
+            idempotency_key=headers.idempotency_key,
+        )
+        submitted = service.submit_job(
+            current_key(),
+            job_request,
+            jobs=sql_unit_of_work,
+            store=get_store(),
+            enqueue=enqueue_detect,
+            check_media=partial(check_media, accepted_codecs=settings.accepted_codecs),
+            default_max_frames=settings.max_frames,
+            allow_private_webhooks=settings.webhook_allow_private,
+        )
+    response = jsonify(job_view(submitted.job))
+    if submitted.replayed:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    else:
+        response.status_code = 202
+        response.headers["Location"] = f"/v1/jobs/{submitted.job.id}"
     return response
 
 
@@ -237,16 +180,10 @@ def list_jobs() -> Response:
 @spec.validate(resp=responses({200: JobView}, 404, 409), tags=["jobs"])
 def cancel_job(job_id: str) -> Response:
     """Cancel a QUEUED or RUNNING job (idempotent for a cancelled one; 409 once it finished). Role: submitter."""
-    with session_scope() as session:
-        job = _tenant_job(session, job_id)
-        if job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
-            # The worker's final write is fenced on status RUNNING, so a cancelled job never gets a result.
-            job.status = JobStatus.CANCELLED.value
-            job.stage = Stage.CANCELLED
-            job.finished_at = datetime.now(UTC)
-        elif job.status != JobStatus.CANCELLED:
-            raise ApiError(409, "JOB_FINISHED", f"the job already finished with status {job.status}")
-        return jsonify(job_view(job))
+    jid = _parse_job_id(job_id)
+    with service_errors(), session_scope() as session:
+        # Serialised before the commit, as it always was: updated_at is the value read, not the commit's.
+        return jsonify(job_view(service.cancel_job(SqlRepository(session), current_key().tenant, jid)))
 
 
 @bp.get("/<job_id>/result")

@@ -23,7 +23,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify
 from pydantic import ValidationError
 from spectree import Response as SpecResponse
 from spectree import SecurityScheme, SpecTree
-from spectree.models import SecuritySchemeData
+from spectree.models import InType, SecureType, SecuritySchemeData
 
 from api.errors import ApiError
 from api.schemas import ErrorBody
@@ -94,8 +94,12 @@ spec = SpecTree(
         "`Retry-After`)."
     ),
     security_schemes=[
-        SecurityScheme(name="bearer", data=SecuritySchemeData(type="http", scheme="bearer", description="An API key.")),
-        SecurityScheme(name="apiKey", data=SecuritySchemeData(type="apiKey", name="X-API-Key", field_in="header")),
+        SecurityScheme(
+            name="bearer", data=SecuritySchemeData(type=SecureType.HTTP, scheme="bearer", description="An API key.")
+        ),
+        SecurityScheme(
+            name="apiKey", data=SecuritySchemeData(type=SecureType.API_KEY, name="X-API-Key", field_in=InType.HEADER)
+        ),
     ],
     security=[{"bearer": []}, {"apiKey": []}],
     before=_before,
@@ -197,7 +201,7 @@ def openapi_document(app: Flask) -> dict[str, Any]:
     if cached is not None:
         return cached
     with app.app_context():
-        document = copy.deepcopy(spec.spec)
+        document: dict[str, Any] = copy.deepcopy(spec.spec)
         for rule in app.url_map.iter_rules():
             func = app.view_functions[rule.endpoint]
             path, parameters = spec.backend.parse_path(rule, None)

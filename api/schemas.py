@@ -1,8 +1,8 @@
 """Pydantic models for request validation and the OpenAPI document: one source for both (see api/openapi.py).
 
-Response models describe what api/serialize.py emits. Free-form JSON produced by the workers (per-model
-detail, timings, calibration metrics) stays ``dict[str, Any]``: documented as an object, not pinned field by
-field, so a new worker-side key is not an API break.
+Response models describe what api/serialize.py emits. A job's result is typed field by field (its one shape is
+core.results.JobResult); free-form JSON (job metadata, calibration metrics, webhook payloads) stays
+``dict[str, Any]``: documented as an object, not pinned field by field.
 """
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, create_model, field_validator
 from werkzeug.datastructures import FileStorage
 
 from api.boundary import parse_json
-from core.vocabulary import DeliveryState, FeedbackCategory, JobStatus, Label, SamplingStrategy
+from core.scoring.recalibration_config import KNOBS
+from core.vocabulary import DeliveryState, FeedbackCategory, JobStatus, Label, SamplingStrategy, Verdict
 
 MAX_FRAMES_LIMIT = 300
 METADATA_MAX_CHARS = 16_384
@@ -145,21 +146,101 @@ class Thresholds(BaseModel):
     t_high: float | None
 
 
+# The result view's parts: core.results.JobResult.view() emits them, these models document and check them.
+
+
+class ModelScoreView(BaseModel):
+    """One model's score on the worst track (``error`` set, scores null: the model failed and was left out)."""
+
+    frames: int
+    aggregated: float | None
+    calibrated: float | None
+    weight: float = Field(description="Effective fusion weight: the pack's, times the feedback multiplier.")
+    aggregator: str
+    error: str | None = None
+
+
+class BoxView(BaseModel):
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+
+class TrackDetectionView(BaseModel):
+    frame_index: int
+    timestamp_s: float
+    box: BoxView
+
+
+class TrackView(BaseModel):
+    track_id: int
+    detections: list[TrackDetectionView]
+    score: float = Field(description="The track's P(fake), after any real-evidence cap.")
+    raw_fused: float
+    frames: int
+    per_model: dict[str, float] = Field(description="Each working model's aggregated score on this track.")
+
+
+class DetectionPlanView(BaseModel):
+    downscale: float
+    min_face_px: float
+    keyframe_every: int | None
+
+
+class TracksView(BaseModel):
+    frames_with_face: int
+    detection: DetectionPlanView | None = Field(description="How faces were searched for (null: older result).")
+    worst_track: int | None = Field(description="The track that decided the verdict (null: no face).")
+    tracks: list[TrackView]
+
+
+class OverrideView(BaseModel):
+    kind: str
+    reason: str
+    before: float
+    after: float
+
+
+class FrameCountsView(BaseModel):
+    requested: int
+    decoded: int
+    with_face: int
+    missing: list[int] = Field(description="Sampled frame indices that did not decode.")
+
+
+class VideoView(BaseModel):
+    width: int
+    height: int
+    fps: float
+    frame_count: int
+    duration_s: float
+    container: str | None
+    codec: str | None
+    frames: FrameCountsView | None = Field(description="Frames the verdict rests on (null: older result).")
+
+
+class PreprocessingView(BaseModel):
+    crop: str
+    input_size: int
+    normalisation: str
+
+
 class ResultView(BaseModel):
     job_id: str
-    verdict: str = Field(description="REAL, FAKE or UNCERTAIN (or NO_FACE when no face was found).")
+    verdict: Verdict = Field(description="REAL, FAKE or UNCERTAIN (or NO_FACE when no face was found).")
     score: float | None = Field(description="Calibrated probability that the video is fake.")
     raw_score: float | None
     method: str | None = Field(description="Fusion method.")
     thresholds: Thresholds
-    models: dict[str, Any] = Field(description="Per-model scores and calibration.")
-    tracks: dict[str, Any] = Field(description="Per face-track detail.")
-    overrides: list[Any]
+    models: dict[str, ModelScoreView] = Field(description="Per-model scores and calibration.")
+    tracks: TracksView = Field(description="Per face-track detail.")
+    overrides: list[OverrideView]
     faces_found: int
     frames_sampled: int
-    video: dict[str, Any]
-    timings: dict[str, Any]
-    preprocessing: dict[str, Any] = Field(
+    video: VideoView | None
+    timings: dict[str, float] = Field(description="Seconds per pipeline stage, and the total.")
+    preprocessing: dict[str, PreprocessingView] = Field(
         description="Per model: the face-crop convention, input size and normalisation its format prescribes."
     )
     model_pack: str | None
@@ -228,18 +309,15 @@ class DeliveryList(BaseModel):
 # --- calibrations (admin) ----------------------------------------------------------------------------------
 
 
-class CalibrationFitIn(BaseModel):
-    """All optional; unknown fields are refused."""
-
-    model_config = ConfigDict(extra="forbid")
-    target_fpr: float | None = None
-    uncertain_band: float | None = None
-    held_out_fraction: float | None = None
-    min_per_class: int | None = None
-    min_isotonic_labels: int | None = None
-    method: str | None = Field(None, description="Fusion method.")
-    seed: int | None = None
-    auto_activate: bool = False
+# All optional, unknown fields refused; the knobs come from their one declaration (RecalibrationConfig).
+_FIT_FIELDS: dict[str, Any] = {knob.option: (knob.kind | None, Field(None, description=knob.help)) for _, knob in KNOBS}
+CalibrationFitIn = create_model(
+    "CalibrationFitIn",
+    __config__=ConfigDict(extra="forbid"),
+    __doc__="All optional; unknown fields are refused.",
+    **_FIT_FIELDS,
+    auto_activate=(bool, False),
+)
 
 
 class CalibrationView(BaseModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from core.results import JobResult
 from db.models import Feedback, Job, Result
 
 
@@ -39,26 +40,7 @@ def job_view(job: Job) -> dict[str, Any]:
 
 
 def result_view(result: Result) -> dict[str, Any]:
-    return {
-        "job_id": str(result.job_id),
-        "verdict": result.verdict,
-        "score": result.score,
-        "raw_score": result.raw_score,
-        "method": result.method,
-        "thresholds": {"t_low": result.t_low, "t_high": result.t_high},
-        "models": result.per_model,
-        "tracks": result.tracks,
-        "overrides": result.overrides.get("applied", []),
-        "faces_found": result.faces_found,
-        "frames_sampled": result.frames_sampled,
-        "video": result.video,
-        "timings": result.timings,
-        "preprocessing": result.preprocessing,
-        "model_pack": result.model_pack,
-        "test_pack": result.test_pack,
-        "calibration_version": result.calibration_version,
-        "created_at": iso(result.created_at),
-    }
+    return {"job_id": str(result.job_id), **JobResult.from_row(result).view(), "created_at": iso(result.created_at)}
 
 
 def feedback_view(feedback: Feedback) -> dict[str, Any]:

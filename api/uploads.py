@@ -6,14 +6,13 @@ from __future__ import annotations
 import hashlib
 import tempfile
 from collections.abc import Set
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from api.errors import ApiError
+from api.services.errors import BadInput, Invalid, Unsupported
+from api.services.jobs import SniffedUpload
 from core.media.container import sniff_container
 from core.media.errors import MediaError
 from core.media.probe import Limits, check_limits, probe_video
@@ -21,22 +20,14 @@ from core.media.probe import Limits, check_limits, probe_video
 CHUNK = 1024 * 1024
 
 
-@dataclass(frozen=True)
-class SniffedUpload:
-    size: int
-    sha256: str
-    content_type: str
-
-
 def inspect_upload(stream: IO[bytes]) -> SniffedUpload:
     stream.seek(0)
     head = stream.read(64)
     if not head:
-        raise ApiError(400, "EMPTY_FILE", "the uploaded file is empty")
+        raise BadInput("EMPTY_FILE", "the uploaded file is empty")
     sniffed = sniff_container(head)
     if sniffed is None:
-        raise ApiError(
-            415,
+        raise Unsupported(
             "UNSUPPORTED_MEDIA_TYPE",
             "the file is not a supported video container (MP4/MOV, WebM/Matroska or AVI), judged by its content",
         )
@@ -83,16 +74,16 @@ class CappedSpool:
         return getattr(self._file, name)
 
 
-def check_media(upload: FileStorage, accepted_codecs: Set[str]) -> None:
-    """Probe the spooled upload's container metadata (no frame is decoded) and refuse it over the limits or in a
-    codec outside `accepted_codecs` (VERITY_ACCEPTED_CODECS)."""
-    stream: Any = upload.stream
+def check_media(stream: IO[bytes], accepted_codecs: Set[str]) -> None:
+    """Probe the spooled upload (a CappedSpool: a named file on disk) for its container metadata, decoding no
+    frame, and refuse it over the limits or in a codec outside `accepted_codecs` (VERITY_ACCEPTED_CODECS)."""
     stream.flush()
     try:
         check_limits(probe_video(Path(stream.name), accepted_codecs), Limits())
     except MediaError as exc:
         # A codec outside the allow-list is an unsupported type (the same 415 code as a refused container);
         # everything else is unprocessable content.
-        raise ApiError(415 if exc.code == "UNSUPPORTED_MEDIA_TYPE" else 422, exc.code, exc.message) from exc
+        refusal = Unsupported if exc.code == "UNSUPPORTED_MEDIA_TYPE" else Invalid
+        raise refusal(exc.code, exc.message) from exc
     finally:
         stream.seek(0)

@@ -14,11 +14,11 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import requests
 
-Json = dict[str, Any]
+from client.types import JobJson, Json, ResultJson
 
 TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -72,7 +72,7 @@ class NetworkError(VerityError):
 class WaitTimeout(VerityError):
     """``wait`` gave up before the job reached a terminal status; ``job`` is the last state seen."""
 
-    def __init__(self, message: str, job: Json) -> None:
+    def __init__(self, message: str, job: JobJson) -> None:
         super().__init__(message, code="WAIT_TIMEOUT")
         self.job = job
 
@@ -265,7 +265,7 @@ class VerityClient:
         idempotency_key: str | None = None,
         max_frames: int | None = None,
         metadata: Json | None = None,
-    ) -> Json:
+    ) -> JobJson:
         """Upload a video (streamed from disk) and return the queued job (or, for a replayed
         ``idempotency_key``, the job that key already made)."""
         fields: dict[str, str] = {}
@@ -279,12 +279,13 @@ class VerityClient:
         with MultipartFile(Path(path), fields) as body:
             headers["Content-Type"] = body.content_type
             headers["Content-Length"] = str(len(body))
-            return self._json("POST", "/v1/jobs", data=body, headers=headers, timeout=self.upload_timeout)
+            job = self._json("POST", "/v1/jobs", data=body, headers=headers, timeout=self.upload_timeout)
+        return cast(JobJson, job)
 
-    def job(self, job_id: str) -> Json:
-        return self._json("GET", f"/v1/jobs/{job_id}")
+    def job(self, job_id: str) -> JobJson:
+        return cast(JobJson, self._json("GET", f"/v1/jobs/{job_id}"))
 
-    def jobs(self, status: str | None = None, limit: int = 20, cursor: str | None = None) -> Iterator[Json]:
+    def jobs(self, status: str | None = None, limit: int = 20, cursor: str | None = None) -> Iterator[JobJson]:
         """Every job of the key's tenant, newest first, fetched ``limit`` per page as the iterator advances."""
         while True:
             params: dict[str, str | int] = {"limit": limit}
@@ -298,12 +299,12 @@ class VerityClient:
             if not cursor:
                 return
 
-    def result(self, job_id: str) -> Json:
+    def result(self, job_id: str) -> ResultJson:
         """The verdict and its detail; ``ConflictError`` until the job has SUCCEEDED."""
-        return self._json("GET", f"/v1/jobs/{job_id}/result")
+        return cast(ResultJson, self._json("GET", f"/v1/jobs/{job_id}/result"))
 
-    def cancel(self, job_id: str) -> Json:
-        return self._json("DELETE", f"/v1/jobs/{job_id}")
+    def cancel(self, job_id: str) -> JobJson:
+        return cast(JobJson, self._json("DELETE", f"/v1/jobs/{job_id}"))
 
     def feedback(self, job_id: str, label: str, category: str | None = None, note: str | None = None) -> Json:
         """A moderator's label (REAL | FAKE | UNKNOWN) for a finished job; needs the moderator role."""
@@ -319,8 +320,8 @@ class VerityClient:
         job_id: str,
         poll_s: float = 1.0,
         timeout_s: float | None = None,
-        on_progress: Callable[[Json], None] | None = None,
-    ) -> Json:
+        on_progress: Callable[[JobJson], None] | None = None,
+    ) -> JobJson:
         """Poll until the job is SUCCEEDED, FAILED or CANCELLED and return it. ``on_progress`` gets the job
         each time its status, stage or progress changes. Raises ``WaitTimeout`` after ``timeout_s``."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s

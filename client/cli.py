@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import itertools
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,12 +18,12 @@ from client.api import (
     AuthError,
     ConflictError,
     InvalidRequestError,
-    Json,
     NotFoundError,
     VerityClient,
     VerityError,
     WaitTimeout,
 )
+from client.types import JobJson, Json, ResultJson
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -30,6 +32,8 @@ EXIT_NOT_FOUND = 4
 EXIT_JOB_FAILED = 5
 EXIT_TIMEOUT = 6
 EXIT_SERVER = 7
+
+KEYS_MODULE = "api.keys_cli"  # the `verity-keys` entry point
 
 EPILOG = """\
 configuration:
@@ -74,11 +78,11 @@ class Output:
         print(line, file=self.err, flush=True)
 
 
-def _percent(job: Json) -> str:
+def _percent(job: JobJson) -> str:
     return f"{round(100 * float(job.get('progress') or 0.0)):3d}%"
 
 
-def progress_line(job: Json) -> str:
+def progress_line(job: JobJson) -> str:
     return f"{job['id']}  {job['status']:<9} {job['stage']:<16} {_percent(job)}"
 
 
@@ -88,42 +92,42 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
-def describe_job(job: Json) -> str:
+def describe_job(job: JobJson) -> str:
     lines = [progress_line(job)]
     if job.get("filename"):
         lines.append(f"file      {job['filename']} ({job.get('size_bytes')} bytes)")
-    if job.get("error"):
-        lines.append(f"error     {job['error']['code']}: {job['error']['message']}")
+    if error := job.get("error"):
+        lines.append(f"error     {error['code']}: {error['message']}")
     lines.append(f"created   {job.get('created_at')}   finished {job.get('finished_at') or '-'}")
     return "\n".join(lines)
 
 
-def describe_result(result: Json) -> str:
-    thresholds = result.get("thresholds") or {}
+def describe_result(result: ResultJson) -> str:
+    thresholds = result["thresholds"]
     lines = [
         f"verdict   {result['verdict']}",
-        f"score     {_fmt(result.get('score'))}   (REAL below {_fmt(thresholds.get('t_low'))}, "
-        f"FAKE from {_fmt(thresholds.get('t_high'))}; {result.get('method')})",
-        f"faces     {result.get('faces_found')} in {result.get('frames_sampled')} sampled frames, "
-        f"{len((result.get('tracks') or {}).get('tracks') or [])} track(s)",
+        f"score     {_fmt(result['score'])}   (REAL below {_fmt(thresholds['t_low'])}, "
+        f"FAKE from {_fmt(thresholds['t_high'])}; {result['method']})",
+        f"faces     {result['faces_found']} in {result['frames_sampled']} sampled frames, "
+        f"{len(result['tracks']['tracks'])} track(s)",
     ]
-    preprocessing = result.get("preprocessing") or {}
-    for name, model in (result.get("models") or {}).items():
+    preprocessing = result["preprocessing"]
+    for name, model in result["models"].items():
         detail = model.get("error") or (
-            f"calibrated {_fmt(model.get('calibrated'))}  raw {_fmt(model.get('aggregated'))}  "
-            f"weight {_fmt(model.get('weight'), 2)}"
+            f"calibrated {_fmt(model['calibrated'])}  raw {_fmt(model['aggregated'])}  "
+            f"weight {_fmt(model['weight'], 2)}"
         )
         if fed := preprocessing.get(name):
-            detail += f"  ({fed.get('crop')} {fed.get('input_size')} px, {fed.get('normalisation')})"
+            detail += f"  ({fed['crop']} {fed['input_size']} px, {fed['normalisation']})"
         lines.append(f"  {name:<24} {detail}")
-    for override in result.get("overrides") or []:
+    for override in result["overrides"]:
         lines.append(f"override  {override}")
-    pack = result.get("model_pack")
-    lines.append(f"pack      {pack}" + ("  (TEST PACK: not a real verdict)" if result.get("test_pack") else ""))
+    pack = result["model_pack"]
+    lines.append(f"pack      {pack}" + ("  (TEST PACK: not a real verdict)" if result["test_pack"] else ""))
     return "\n".join(lines)
 
 
-def describe_jobs(jobs: list[Json]) -> str:
+def describe_jobs(jobs: list[JobJson]) -> str:
     if not jobs:
         return "no jobs"
     return "\n".join(f"{progress_line(j)}  {j.get('created_at')}  {j.get('filename') or ''}" for j in jobs)
@@ -139,7 +143,7 @@ def describe_deliveries(deliveries: list[Json]) -> str:
     )
 
 
-def _finished(out: Output, job: Json, result: Json | None) -> int:
+def _finished(out: Output, job: JobJson, result: ResultJson | None) -> int:
     """Print a terminal job (and its result) and map its status to the exit code."""
     document = {"job": job, "result": result}
     out.emit(document, lambda: describe_job(job) + ("\n" + describe_result(result) if result else ""))
@@ -147,7 +151,7 @@ def _finished(out: Output, job: Json, result: Json | None) -> int:
 
 
 def _wait(client: VerityClient, out: Output, args: argparse.Namespace, job_id: str) -> int:
-    def show(job: Json) -> None:
+    def show(job: JobJson) -> None:
         out.note(f"progress: {job['status']} {job['stage']} {_percent(job).strip()}")
 
     job = client.wait(job_id, poll_s=args.poll, timeout_s=args.wait_timeout, on_progress=show)
@@ -224,19 +228,18 @@ def cmd_webhooks(client: VerityClient, out: Output, args: argparse.Namespace) ->
 
 
 def cmd_keys(out: Output, args: argparse.Namespace) -> int:
-    # The one command that needs the database: import it only here, so the client stays HTTP-only.
-    try:
-        from api.keys_cli import main as keys_main
-    except ImportError as exc:
-        out.note(f"verity keys: needs the Verity server environment (./verity verity keys ...): {exc}")
+    # The one command that needs the database: the server's `verity-keys` tool, run as a child process so the
+    # client imports nothing of the server and stays HTTP-only.
+    if importlib.util.find_spec("api") is None:
+        out.note("verity keys: needs the Verity server environment (./verity verity keys ...)")
         return EXIT_USAGE
-    try:
-        code = keys_main(args.keys_args)
-    except Exception as exc:
-        out.note(f"verity keys: {type(exc).__name__}: {exc}")
-        return EXIT_SERVER
-    # keys_cli's only failure return is "no key with that prefix".
-    return EXIT_NOT_FOUND if code else EXIT_OK
+    done = subprocess.run([sys.executable, "-m", KEYS_MODULE, *args.keys_args], capture_output=True, text=True)
+    out.out.write(done.stdout)
+    out.err.write(done.stderr)
+    if done.returncode in (0, 2):  # 2: argparse refused the arguments
+        return EXIT_USAGE if done.returncode else EXIT_OK
+    # keys_cli's only failure return is "no key with that prefix"; anything else is a crash (a traceback).
+    return EXIT_NOT_FOUND if done.stderr.startswith("no key") else EXIT_SERVER
 
 
 def _positive_int(raw: str) -> int:

@@ -1,19 +1,20 @@
 """Structured logs shared by the API and the workers: one JSON object per line, carrying ``job_id`` (and the
 API's ``request_id``) from context variables, so one job can be followed across gunicorn and Celery.
 
-``VERITY_LOG_FORMAT`` picks ``json`` or ``text``. Unset, it is ``json`` with real services (a Postgres
-``DATABASE_URL``) and ``text`` in embedded mode (the demo), where a person reads the log files.
+The format is the settings' ``log_format`` (``VERITY_LOG_FORMAT``: ``json`` or ``text``; unset, ``json`` with real
+services and ``text`` in embedded mode, where a person reads the log files).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
+
+from core.settings import get_settings
 
 job_id_var: ContextVar[str | None] = ContextVar("verity_job_id", default=None)
 request_id_var: ContextVar[str | None] = ContextVar("verity_request_id", default=None)
@@ -27,9 +28,9 @@ class ContextFilter(logging.Filter):
     """Copies the bound job and request ids onto every record, for both formats."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.job_id = job_id_var.get()
-        record.request_id = request_id_var.get()
-        pairs = (("job", record.job_id), ("req", record.request_id))
+        job_id, request_id = job_id_var.get(), request_id_var.get()
+        record.job_id, record.request_id = job_id, request_id
+        pairs = (("job", job_id), ("req", request_id))
         record.context = "".join(f" [{name}={value}]" for name, value in pairs if value)
         return True
 
@@ -55,21 +56,12 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str, ensure_ascii=False)
 
 
-def default_format() -> str:
-    explicit = (os.environ.get("VERITY_LOG_FORMAT") or "").strip().lower()
-    if explicit:
-        if explicit not in ("json", "text"):
-            raise ValueError(f"VERITY_LOG_FORMAT must be json or text, got {explicit!r}")
-        return explicit
-    database_url = os.environ.get("DATABASE_URL") or ""
-    return "json" if database_url.startswith("postgres") else "text"
-
-
 def configure_logging(level: int | str = logging.INFO, fmt: str | None = None) -> None:
-    """Replace the root handlers with one stderr handler in the chosen format (idempotent)."""
+    """Replace the root handlers with one stderr handler in ``fmt`` (default: the settings' log_format); idempotent."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(ContextFilter())
-    handler.setFormatter(JsonFormatter() if (fmt or default_format()) == "json" else logging.Formatter(_TEXT_FORMAT))
+    chosen = fmt or get_settings().log_format
+    handler.setFormatter(JsonFormatter() if chosen == "json" else logging.Formatter(_TEXT_FORMAT))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

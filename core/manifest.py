@@ -6,7 +6,6 @@ Pure (yaml + dataclasses, no torch) so the API can read a pack without loading a
 from __future__ import annotations
 
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -16,9 +15,9 @@ import yaml
 
 from core.crop_spec import CONVENTIONS
 from core.preprocessing import NAMED, Normalisation
+from core.settings import WEIGHTS_DIR_ENV, weights_dir_from_env
 from core.vocabulary import FUSION_METHODS
 
-WEIGHTS_DIR_ENV = "VERITY_WEIGHTS_DIR"
 _AGGREGATOR = re.compile(r"mean|max|confident|topk:[1-9]\d*|softmax:\d+(\.\d+)?")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -250,8 +249,9 @@ def resolve_weights_dir(manifest_path: Path, manifest: PackManifest, override: P
 def weights_dir_for(manifest_path: Path, declared: str | None, override: Path | None = None) -> Path:
     if override is not None:
         return Path(override)
-    if os.environ.get(WEIGHTS_DIR_ENV):
-        return Path(os.environ[WEIGHTS_DIR_ENV])
+    from_env = weights_dir_from_env()
+    if from_env is not None:
+        return from_env
     if declared is None:
         raise ManifestError(f"{manifest_path}: no weights_dir in the manifest and {WEIGHTS_DIR_ENV} is not set")
     return (Path(manifest_path).parent / declared).resolve()

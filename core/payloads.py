@@ -6,29 +6,30 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from core.results import JobResult
+
 
 def _envelope(event: str, data: dict[str, Any]) -> dict[str, Any]:
     return {"type": event, "timestamp": datetime.now(UTC).isoformat(), "data": data}
 
 
-def succeeded(job_id: uuid.UUID, result: dict[str, Any]) -> dict[str, Any]:
+def succeeded(job_id: uuid.UUID, result: JobResult) -> dict[str, Any]:
     models = {
-        name: {"score": m.get("calibrated"), "weight": m.get("weight"), "error": m.get("error")}
-        for name, m in (result.get("per_model") or {}).items()
+        name: {"score": m.calibrated, "weight": m.weight, "error": m.error} for name, m in result.per_model.items()
     }
     return _envelope(
         "job.succeeded",
         {
             "job_id": str(job_id),
             "status": "SUCCEEDED",
-            "verdict": result["verdict"],
-            "score": result.get("score"),
-            "thresholds": {"t_low": result.get("t_low"), "t_high": result.get("t_high")},
-            "method": result.get("method"),
+            "verdict": result.verdict.value,
+            "score": result.score,
+            "thresholds": {"t_low": result.t_low, "t_high": result.t_high},
+            "method": result.method,
             "models": models,
-            "model_pack": result.get("model_pack"),
-            "test_pack": result.get("test_pack", False),
-            "calibration_version": result.get("calibration_version"),
+            "model_pack": result.model_pack,
+            "test_pack": result.test_pack,
+            "calibration_version": result.calibration_version,
             "result_url": f"/v1/jobs/{job_id}/result",
         },
     )

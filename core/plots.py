@@ -1,4 +1,4 @@
-"""Figures for people: the per-frame score timeline of one video.
+"""Figures for people: the per-frame score timeline of one video, and a calibration version's reliability diagram.
 
 Pure matplotlib on the Agg canvas (no pyplot global state, no torch), so the API can render it per request.
 """
@@ -13,6 +13,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.typing import LineStyleType
+
+from core.scoring.metrics import ReliabilityBin
 
 _LINESTYLES: tuple[LineStyleType, ...] = ("-", "--", ":", "-.")
 
@@ -74,4 +76,47 @@ def timeline_figure(frame_rows: Iterable[Mapping[str, Any]], t_low: float, t_hig
 def timeline_png(frame_rows: Iterable[Mapping[str, Any]], t_low: float, t_high: float, title: str) -> bytes:
     buffer = io.BytesIO()
     timeline_figure(frame_rows, t_low, t_high, title).savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def reliability_png(version: str, metrics: Mapping[str, Any]) -> bytes:
+    """Reliability diagram of a version's held-out videos, before (the setup it was fitted against) and after.
+
+    ``metrics`` is the version's stored ``metrics`` column (its ``reliability`` bins and ``held_out`` summaries).
+    """
+    reliability = metrics.get("reliability") or {}
+    held = metrics.get("held_out") or {}
+    fig = Figure(figsize=(6.4, 6.4), dpi=100)
+    FigureCanvasAgg(fig)
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    top.plot([0, 1], [0, 1], linestyle=":", color="grey", label="perfectly calibrated")
+    for key, colour, name in (("before", "tab:red", "before"), ("after", "tab:blue", f"after ({version})")):
+        bins = [ReliabilityBin.from_dict(b) for b in reliability.get(key) or []]
+        full = [b for b in bins if b.count]
+        if not full:
+            continue
+        summary = held.get(key) or {}
+        if key == "before" and held.get("before_version"):
+            name = f"before ({held['before_version']})"
+        elif key == "before":
+            name = "before (uncalibrated)"
+        if "ece" in summary:
+            name += f", ECE {summary['ece']:.3f}"
+        top.plot(
+            [b.mean_predicted for b in full], [b.fraction_fake for b in full], marker="o", color=colour, label=name
+        )
+        width = bins[0].hi - bins[0].lo
+        offset = -width / 4 if key == "before" else width / 4
+        bottom.bar([(b.lo + b.hi) / 2 + offset for b in bins], [b.count for b in bins], width=width / 2, color=colour)
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1)
+    top.set_ylabel("fraction labelled FAKE")
+    n = (held.get("after") or {}).get("n", 0)
+    top.set_title(f"Calibration {version}: reliability on {n} held-out labelled videos")
+    top.legend(loc="upper left", fontsize="small")
+    bottom.set_xlabel("fused P(fake)")
+    bottom.set_ylabel("videos")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
     return buffer.getvalue()

@@ -127,5 +127,5 @@ def broker_lost_messages() -> bool:
         conn.ensure_connection(max_retries=1, timeout=2)
         if conn.transport.driver_type != "redis":
             return False
-        client = conn.default_channel.client
+        client = conn.default_channel.client  # type: ignore[attr-defined]  # the redis transport's channel
         return bool(client.set(BROKER_EPOCH_KEY, "1", nx=True))

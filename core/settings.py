@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from core.scoring.recalibration_config import KNOBS, RecalibrationConfig
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -126,6 +128,45 @@ def accepted_codecs_from_env() -> frozenset[str]:
 
 
 MAX_API_KEY_CACHE_S = 60.0
+WEIGHTS_DIR_ENV = "VERITY_WEIGHTS_DIR"
+LOG_FORMATS = ("json", "text")
+
+
+def weights_dir_from_env() -> Path | None:
+    """VERITY_WEIGHTS_DIR (None: the pack manifest's own weights_dir).
+
+    Read on its own too (not only through get_settings) so pack tools need no full configuration.
+    """
+    raw = _env(WEIGHTS_DIR_ENV)
+    return Path(raw) if raw else None
+
+
+def _log_format(database_url: str) -> str:
+    """VERITY_LOG_FORMAT; unset, json with real services (Postgres) and text embedded, where a person reads it."""
+    raw = (_env("VERITY_LOG_FORMAT") or "").strip().lower()
+    if not raw:
+        return "json" if database_url.startswith("postgres") else "text"
+    if raw not in LOG_FORMATS:
+        raise SettingsError(f"VERITY_LOG_FORMAT must be json or text, got {raw!r}")
+    return raw
+
+
+def _recalibration() -> RecalibrationConfig:
+    """The VERITY_RECAL_* knobs over RecalibrationConfig's defaults, each checked on its own so the message
+    names the variable."""
+    values: dict[str, float | int | str] = {}
+    for name, knob in KNOBS:
+        raw = _env(knob.env)
+        if raw is None:
+            continue
+        try:
+            values[name] = knob.kind(raw)
+            RecalibrationConfig(**{name: values[name]})  # type: ignore[arg-type]
+        except ValueError as exc:
+            kind = {float: "a number", int: "an integer"}.get(knob.kind, "a string")
+            detail = str(exc) if name in values else f"must be {kind}, got {raw!r}"
+            raise SettingsError(f"{knob.env}: {detail}") from exc
+    return RecalibrationConfig(**values)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -179,6 +220,14 @@ class Settings:
     broker_startup_timeout_s: float = 30.0
     # Video codecs accepted on upload (canonical FFmpeg names); anything else is 415 UNSUPPORTED_MEDIA_TYPE.
     accepted_codecs: frozenset[str] = field(default=DEFAULT_ACCEPTED_CODECS)
+    # json or text log lines (resolved at load: unset, json with Postgres and text embedded).
+    log_format: str = "text"
+    # Defaults of a calibration fit (VERITY_RECAL_*); the API body and the command override them per fit.
+    recalibration: RecalibrationConfig = field(default_factory=RecalibrationConfig)
+    # Beat fits a candidate this often, when the labels changed since the newest version (0: never).
+    recalibrate_interval_s: float = 0.0
+    # A scheduled fit activates its candidate when the held-out metrics beat the current setup's.
+    recalibrate_auto_activate: bool = False
 
     @property
     def embedded_broker(self) -> bool:
@@ -242,6 +291,11 @@ class Settings:
                 f"VERITY_API_KEY_CACHE_S must be between 0 and {MAX_API_KEY_CACHE_S:g} (it bounds how long a revoked "
                 f"key keeps working), got {self.api_key_cache_s:g}"
             )
+        if not 0 <= self.recalibrate_interval_s < float("inf"):  # NaN fails this too
+            raise SettingsError(
+                "VERITY_RECALIBRATE_INTERVAL_S must be a number of seconds (0: no scheduled fit), got "
+                f"{self.recalibrate_interval_s:g}"
+            )
 
 
 def _default_webhook_secret(home: Path) -> str:
@@ -269,7 +323,6 @@ def load_settings() -> Settings:
         database_url = "postgresql+psycopg://" + database_url.removeprefix("postgres://")
     elif database_url.startswith("postgresql://"):
         database_url = "postgresql+psycopg://" + database_url.removeprefix("postgresql://")
-    weights = _env("VERITY_WEIGHTS_DIR")
     lease_s = _env_int("VERITY_LEASE_S", 1200)
     settings = Settings(
         home=home,
@@ -280,7 +333,7 @@ def load_settings() -> Settings:
         s3_region=_env("S3_REGION", "us-east-1") or "us-east-1",
         max_upload_bytes=_env_int("VERITY_MAX_UPLOAD_BYTES", 512 * 1024 * 1024),
         pack_manifest=Path(_env("VERITY_PACK", str(REPO_ROOT / "models" / "packs" / "default.yaml")) or ""),
-        weights_dir=Path(weights) if weights else None,
+        weights_dir=weights_dir_from_env(),
         device=_env("VERITY_DEVICE", "auto") or "auto",
         max_frames=_env_int("VERITY_MAX_FRAMES", 32),
         face_batch_size=_env_int("VERITY_FACE_BATCH_SIZE", 16),
@@ -308,6 +361,10 @@ def load_settings() -> Settings:
         api_key_cache_s=_env_float("VERITY_API_KEY_CACHE_S", 5.0),
         broker_startup_timeout_s=_env_float("VERITY_BROKER_STARTUP_TIMEOUT_S", 30.0),
         accepted_codecs=accepted_codecs_from_env(),
+        log_format=_log_format(database_url),
+        recalibration=_recalibration(),
+        recalibrate_interval_s=_env_float("VERITY_RECALIBRATE_INTERVAL_S", 0.0),
+        recalibrate_auto_activate=_env_bool("VERITY_RECALIBRATE_AUTO_ACTIVATE", False),
     )
     settings.validate()
     return settings

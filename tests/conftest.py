@@ -8,11 +8,7 @@ from __future__ import annotations
 import base64
 import os
 import secrets
-import socket
-import subprocess
-import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,7 +18,9 @@ from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.support.services import REPO as REPO  # explicit re-export: test modules take REPO from here
+from tests.support.services import moto_s3, scratch_database
+
 TESTDATA = REPO.parent / "shared" / "testdata"
 PG_ADMIN_URL = os.environ.get("VERITY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 # A Redis database per test session (by pid), so two runs on one machine never flush or consume each
@@ -37,23 +35,6 @@ def shared_file(relative: str) -> Path:
     if not path.exists():
         pytest.skip(f"test material {path} is absent (expected ../shared/testdata beside the repo)")
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_port(port: int, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout_s} s")
 
 
 def reset_caches() -> None:
@@ -78,83 +59,42 @@ class Services:
     env: dict[str, str]
 
 
-def _create_database(name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def _drop_database(name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def database_url(name: str) -> str:
-    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-
-
-def run_migrations(url: str, revision: str = "head", downgrade: bool = False) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    cfg = Config(str(REPO / "alembic.ini"))
-    cfg.attributes["database_url"] = url.replace("postgresql://", "postgresql+psycopg://", 1)
-    cfg.attributes["configure_logger"] = False
-    (command.downgrade if downgrade else command.upgrade)(cfg, revision)
-
-
 @pytest.fixture(scope="session")
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     import redis
 
-    db_name = f"verity_test_{os.getpid()}"
-    _create_database(db_name)
     redis.Redis.from_url(REDIS_URL).flushdb()
-    port = free_port()
-    moto = subprocess.Popen(
-        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     home = tmp_path_factory.mktemp("verity-home")
-    env = {
-        "DATABASE_URL": database_url(db_name),
-        "BROKER_URL": REDIS_URL,
-        "S3_BUCKET": "verity-test",
-        "S3_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "VERITY_HOME": str(home),
-        "VERITY_WEBHOOK_ALLOW_PRIVATE": "1",
-        "VERITY_WEBHOOK_SECRET": "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode(),
-        "VERITY_MAX_UPLOAD_BYTES": str(64 * 1024 * 1024),
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        _wait_port(port)
-        reset_caches()
-        from core.storage import S3Store, get_store
+    with scratch_database(PG_ADMIN_URL, f"verity_test_{os.getpid()}") as database, moto_s3() as s3_endpoint:
+        env = {
+            "DATABASE_URL": database,
+            "BROKER_URL": REDIS_URL,
+            "S3_BUCKET": "verity-test",
+            "S3_ENDPOINT_URL": s3_endpoint,
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "VERITY_HOME": str(home),
+            "VERITY_WEBHOOK_ALLOW_PRIVATE": "1",
+            "VERITY_WEBHOOK_SECRET": "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode(),
+            "VERITY_MAX_UPLOAD_BYTES": str(64 * 1024 * 1024),
+        }
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            reset_caches()
+            from core.storage import S3Store, get_store
 
-        store = get_store()
-        assert isinstance(store, S3Store)
-        store.ensure_bucket()
-        run_migrations(env["DATABASE_URL"])
-        yield Services(env["DATABASE_URL"], REDIS_URL, env["S3_ENDPOINT_URL"], "verity-test", home, env)
-    finally:
-        moto.terminate()
-        moto.wait(timeout=10)
-        reset_caches()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        _drop_database(db_name)
+            store = get_store()
+            assert isinstance(store, S3Store)
+            store.ensure_bucket()
+            yield Services(database, REDIS_URL, s3_endpoint, "verity-test", home, env)
+        finally:
+            reset_caches()
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
 
 @dataclass(frozen=True)
@@ -247,12 +187,3 @@ def serving(app: Any) -> Iterator[str]:
     finally:
         server.shutdown()
         thread.join(timeout=10)
-
-
-@pytest.fixture(scope="session")
-def interop_vector(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """stem -> tests.interop.Vector, each checkpoint written once per session (the B7 file takes ~20 s)."""
-    from tests.interop import make_vector
-
-    folder = tmp_path_factory.mktemp("interop")
-    return lambda stem: make_vector(stem, folder)

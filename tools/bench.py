@@ -3,7 +3,7 @@
 For each clip and repeat it runs, in this one process, the real pipeline (:func:`workers.pipeline.run_pipeline`)
 and the naive baseline (:mod:`tools.naive`), alternating which goes first, and then the database + storage
 round trip a job makes: the clip put to and read back from S3 (a local ``moto_server``) and the result row plus
-its frame scores inserted into a scratch Postgres database, in one transaction like ``db.jobs.complete``.
+its frame scores inserted into a scratch Postgres database, in one transaction like ``db.finish.complete``.
 That round trip is the same code for both, so it is measured once per clip and repeat and counted in both
 end-to-end totals. It prints per-stage seconds per video with the naive / Verity ratio, median seconds per video,
 frames/s, videos/min, peak memory, checks that both reach the same verdicts, and measures the throughput of a
@@ -48,13 +48,14 @@ from torch import nn
 from core.crop_spec import crop_convention
 from core.manifest import read_manifest
 from core.media.errors import MediaError
+from core.results import JobResult
 from core.settings import REPO_ROOT, load_settings
 from models.detector import TorchDetector
 from models.formats import get_format
 from models.loading import build
 from models.pack import LoadedMember, LoadedPack, load_pack
 from tools.bench_services import DEFAULT_PG_ADMIN, moto_s3, scratch_database
-from tools.naive import run_naive, seed_mtcnn
+from tools.naive import NaiveResult, run_naive, seed_mtcnn
 from workers.media.faces import FaceDetector
 from workers.pipeline import (
     Decoded,
@@ -247,7 +248,7 @@ def member_costs(pack: LoadedPack, output: PipelineOutput, device: str) -> list[
     """Each member run alone on the crops the pipeline fed it (the same tracks, conventions and sizes), batch by
     batch in its own batch size: seconds per crop, peak RSS and CUDA memory growth while it runs, its weights.
     Empty when no face was scored; a member that failed in the pipeline is left out."""
-    scored = {row["model"] for row in output.frame_rows}
+    scored = {row.model for row in output.frame_rows}
     if not scored:
         return []
     crops = member_crops(output.frames, tracked_detections(output.faces), pack)
@@ -341,9 +342,9 @@ class StorageRoundTrip:
             )
             session.add(job)
             session.flush()
-            session.add(Result(job_id=job.id, attempt=1, **output.result))
+            session.add(Result(job_id=job.id, attempt=1, **output.result.columns()))
             if output.frame_rows:
-                session.execute(insert(FrameScore), [{"job_id": job.id, **r} for r in output.frame_rows])
+                session.execute(insert(FrameScore), [{"job_id": job.id, **r.columns()} for r in output.frame_rows])
         seconds = time.perf_counter() - start
         self._s3.delete_object(Bucket=self._bucket, Key=key)
         return seconds
@@ -355,26 +356,23 @@ class StorageRoundTrip:
 # ---------------------------------------------------------------------------------------------- runs
 
 
-def _aggregated(per_model: dict[str, Any]) -> dict[str, float | None]:
-    return {name: m.get("aggregated") for name, m in per_model.items()}
-
-
-def _run(variant: str, repeat: int, result: dict[str, Any], stats: dict[str, float | None]) -> Run:
-    stages = {k: float(v) for k, v in result["timings"].items() if k != "total"}
-    detection = result.get("tracks", {}).get("detection", {})
+def _run(variant: str, repeat: int, result: JobResult | NaiveResult, stats: dict[str, float | None]) -> Run:
+    stages = {k: float(v) for k, v in result.timings.items() if k != "total"}
+    # The seed has no detection plan: full-size frames, every one searched in full.
+    detection = result.tracks.detection if isinstance(result, JobResult) else None
     return Run(
         variant=variant,
         repeat=repeat,
         stages=stages,
         total_s=float(stats["seconds"] or 0.0),
         cpu_s=float(stats["cpu_seconds"] or 0.0),
-        frames=int(result["frames_sampled"]),
-        faces=int(result["faces_found"]),
-        verdict=str(result["verdict"]),
-        score=result["score"],
-        per_model=_aggregated(result["per_model"]),
-        detect_downscale=float(detection.get("downscale", 1.0)),
-        keyframe_every=int(detection.get("keyframe_every", 1)),
+        frames=result.frames_sampled,
+        faces=result.faces_found,
+        verdict=result.verdict.value,
+        score=result.score,
+        per_model={name: m.aggregated for name, m in result.per_model.items()},
+        detect_downscale=1.0 if detection is None else detection.downscale,
+        keyframe_every=1 if detection is None or detection.keyframe_every is None else detection.keyframe_every,
         peak_rss_mb=float(stats["peak_rss_mb"] or 0.0),
         cuda_peak_mb=stats["cuda_peak_mb"],
     )
@@ -424,8 +422,8 @@ def bench_clip(
                 if variant == "verity":
                     run, output = bench.verity(clip, repeat)
                     verity_frames = [f.image for f in output.frames]
-                    video = output.result["video"]
-                    report.resolution = f"{video['width']}x{video['height']}"
+                    if (video := output.result.video) is not None:
+                        report.resolution = f"{video.width}x{video.height}"
                     if profile_members and repeat == 0:
                         report.members = member_costs(bench.pack, output, bench.device)
                 elif bench.naive_mtcnn is not None:

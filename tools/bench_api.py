@@ -48,7 +48,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from core.settings import REPO_ROOT
-from tools.bench_services import DEFAULT_PG_ADMIN, free_port, moto_s3, scratch_database, venv_bin, wait_port
+from tools.bench_services import DEFAULT_PG_ADMIN, moto_s3, scratch_database, wait_port
+from tools.stack import Service, free_port, venv_bin
+from tools.stack import Stack as Processes
 
 Request = Callable[[http.client.HTTPConnection], int]
 GUNICORN_CONF = REPO_ROOT / "api" / "gunicorn_conf.py"
@@ -448,10 +450,9 @@ class Stack:
             self.key = self._create_key_and_bucket()
             self.port = free_port()
             self.command = gunicorn_command(args, self.port)
-            self.log_path = self.home / "gunicorn.log"
-            log = self._services.enter_context(self.log_path.open("ab"))
-            self.gunicorn = subprocess.Popen(self.command, cwd=REPO_ROOT, env=self.env, stdout=log, stderr=log)
-            self._services.callback(_stop, self.gunicorn)
+            api = self._services.enter_context(Processes([Service("api", tuple(self.command))], self.env, self.home))
+            self.gunicorn = api.procs["api"]
+            self.log_path = self.home / "api.log"
             wait_port(self.port)
         except BaseException:
             self._services.close()
@@ -476,15 +477,6 @@ class Stack:
 
     def close(self) -> None:
         self._services.close()
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def smallest_clip() -> Path:

@@ -9,24 +9,13 @@ import contextlib
 import os
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 from core.settings import REPO_ROOT
+from tools.stack import free_port, venv_bin
 
 DEFAULT_PG_ADMIN = os.environ.get("VERITY_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-def venv_bin(name: str) -> str:
-    return str(Path(sys.executable).parent / name)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_port(port: int, timeout_s: float = 30) -> None:

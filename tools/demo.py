@@ -12,29 +12,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import requests
 
-from core.settings import REPO_ROOT, get_settings
+from client.types import ResultJson
+from core.settings import get_settings
 from core.vocabulary import TERMINAL_STATUSES, Role
 from db.apikeys import create_key
 from db.session import session_scope
+from tools.stack import Stack, api_service, describe_services, free_port, migrate, worker_service
 from workers.webhooks import sign
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class WebhookReceiver:
@@ -62,123 +55,38 @@ class WebhookReceiver:
         self.server.shutdown()
 
 
-def migrate() -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    cfg = Config(str(REPO_ROOT / "alembic.ini"))
-    cfg.attributes["configure_logger"] = False
-    command.upgrade(cfg, "head")
-
-
-def _bin(name: str) -> str:
-    candidate = Path(sys.executable).parent / name
-    return str(candidate) if candidate.exists() else name
-
-
-def start_services(
-    port: int, log_dir: Path, env: dict[str, str] | None = None, worker_args: tuple[str, ...] = ("--pool", "solo")
-) -> list[subprocess.Popen[bytes]]:
-    """gunicorn (2 workers) and one Celery worker on both queues with embedded beat; logs under log_dir.
-
-    The demo runs the worker solo (no fork, fastest start); the tests pass ("-c", "1") for the production
-    prefork pool."""
-    log_dir.mkdir(parents=True, exist_ok=True)
-    api = subprocess.Popen(
-        [
-            _bin("gunicorn"),
-            *("-c", str(REPO_ROOT / "api" / "gunicorn_conf.py")),
-            *("-b", f"127.0.0.1:{port}", "-w", "2", "api.app:create_app()"),
-        ],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=(log_dir / "api.log").open("ab"),
-        stderr=subprocess.STDOUT,
-    )
-    worker = subprocess.Popen(
-        [
-            _bin("celery"),
-            "-A",
-            "workers.celery_app",
-            "worker",
-            "-Q",
-            "gpu,io",
-            "-B",
-            *worker_args,
-            "--loglevel",
-            "INFO",
-            "-n",
-            f"verity-{os.getpid()}@%h",
-        ],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=(log_dir / "worker.log").open("ab"),
-        stderr=subprocess.STDOUT,
-    )
-    return [api, worker]
-
-
-def stop_services(procs: list[subprocess.Popen[bytes]]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def wait_ready(base: str, procs: list[subprocess.Popen[bytes]], timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if any(p.poll() is not None for p in procs):
-            raise RuntimeError("a service exited during start-up; see the logs in VERITY_HOME/logs")
-        try:
-            if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"the API did not become ready within {timeout_s:.0f} s")
-
-
 def verify_webhook(secret: str, headers: dict[str, str], body: bytes) -> bool:
     expected = sign(secret, headers["webhook-id"], int(headers["webhook-timestamp"]), body)
     return expected in headers.get("webhook-signature", "").split(" ")
 
 
-def print_result(result: dict[str, Any]) -> None:
+def print_result(result: ResultJson) -> None:
     print()
     print(f"verdict: {result['verdict']}", end="")
-    if result.get("score") is not None:
+    if result["score"] is not None:
         print(f"   score P(fake) = {result['score']:.4f}", end="")
     t = result["thresholds"]
-    print(f"   [{result.get('method')}: REAL < {t['t_low']} <= UNCERTAIN <= {t['t_high']} < FAKE]")
-    if result.get("test_pack"):
+    print(f"   [{result['method']}: REAL < {t['t_low']} <= UNCERTAIN <= {t['t_high']} < FAKE]")
+    if result["test_pack"]:
         print("WARNING: this result comes from a TEST pack with random weights; it is not a detection.")
     print(f"model pack: {result['model_pack']}   calibration: {result['calibration_version'] or 'identity'}")
     print(f"frames sampled: {result['frames_sampled']}   faces scored: {result['faces_found']}")
-    models = result.get("models") or {}
+    models = result["models"]
     if models:
         print(f"\n{'model':<22}{'frames':>7}{'aggregated':>12}{'calibrated':>12}{'weight':>8}  aggregator")
         for name, m in models.items():
-            if m.get("error"):
-                print(f"{name:<22}  failed: {m['error']}")
+            if error := m.get("error"):
+                print(f"{name:<22}  failed: {error}")
                 continue
             print(
-                f"{name:<22}{m.get('frames', ''):>7}{m['aggregated']:>12.4f}{m['calibrated']:>12.4f}"
-                f"{m['weight']:>8.2f}  {m.get('aggregator', '')}"
+                f"{name:<22}{m['frames']:>7}{m['aggregated'] or 0.0:>12.4f}{m['calibrated'] or 0.0:>12.4f}"
+                f"{m['weight']:>8.2f}  {m['aggregator']}"
             )
-    tracks = (result.get("tracks") or {}).get("tracks") or []
-    for track in tracks:
-        score = track.get("score")
-        shown = f"{score:.4f}" if isinstance(score, float) else "-"
-        print(f"track {track['track_id']}: {len(track['detections'])} faces, fused P(fake) {shown}")
-    for o in result.get("overrides") or []:
+    for track in result["tracks"]["tracks"]:
+        print(f"track {track['track_id']}: {len(track['detections'])} faces, fused P(fake) {track['score']:.4f}")
+    for o in result["overrides"]:
         print(f"override {o['kind']}: {o['before']:.4f} -> {o['after']:.4f} ({o['reason']})")
-    timings = result.get("timings") or {}
-    print("timings (s): " + ", ".join(f"{k}={v}" for k, v in timings.items()))
+    print("timings (s): " + ", ".join(f"{k}={v}" for k, v in result["timings"].items()))
 
 
 def run(video: Path, timeout_s: float) -> int:
@@ -191,13 +99,12 @@ def run(video: Path, timeout_s: float) -> int:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     logs = settings.home / "logs"
-    print(
-        f"Verity demo: database {settings.database_url.split('@')[-1]}, broker {settings.broker_url}, "
-        f"storage {settings.s3_bucket or settings.local_storage_dir}; logs in {logs}"
-    )
-    procs = start_services(port, logs)
+    print(f"Verity demo: {describe_services(settings)}; logs in {logs}")
+    # One worker on both queues with beat inside, solo (no fork): the fastest start for a single job.
+    services = [api_service(f"127.0.0.1:{port}"), worker_service("worker", "gpu,io", "--pool", "solo", beat=True)]
+    stack = Stack(services, log_dir=logs)
     try:
-        wait_ready(base, procs)
+        stack.wait_ready(base)
         auth = {"Authorization": f"Bearer {key}"}
         with video.open("rb") as fh:
             response = requests.post(
@@ -227,7 +134,9 @@ def run(video: Path, timeout_s: float) -> int:
         if job["status"] != "SUCCEEDED":
             print(f"job {job['status']}: {json.dumps(job['error'])}")
         else:
-            print_result(requests.get(f"{base}/v1/jobs/{job['id']}/result", headers=auth, timeout=10).json())
+            print_result(
+                cast(ResultJson, requests.get(f"{base}/v1/jobs/{job['id']}/result", headers=auth, timeout=10).json())
+            )
         hook_deadline = time.monotonic() + 30
         while not receiver.received and time.monotonic() < hook_deadline:
             time.sleep(0.2)
@@ -243,7 +152,7 @@ def run(video: Path, timeout_s: float) -> int:
         print("  body: " + json.dumps(json.loads(hook["body"]), indent=2).replace("\n", "\n  "))
         return 0 if ok and job["status"] == "SUCCEEDED" else 1
     finally:
-        stop_services(procs)
+        stack.stop()
         receiver.close()
 
 

@@ -58,13 +58,13 @@ def score_clip(video: Path, label: str, shown_path: str, resources: Resources) -
             "seconds": round(time.perf_counter() - start, 2),
             "error": str(exc),
         }
-    per_model = {name: m.get("aggregated") for name, m in result["per_model"].items()}
+    per_model = {name: m.aggregated for name, m in result.per_model.items()}
     return {
         **row,
-        "verdict": result["verdict"],
-        "score": result["score"],
+        "verdict": result.verdict.value,
+        "score": result.score,
         "per_model": per_model,
-        "tracks": len(result["tracks"]["tracks"]),
+        "tracks": len(result.tracks.tracks),
         "seconds": round(time.perf_counter() - start, 2),
     }
 

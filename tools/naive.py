@@ -14,9 +14,10 @@ two produce comparable verdicts and the difference measured is the speed of the 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import cv2
 import numpy as np
@@ -26,7 +27,8 @@ from numpy.typing import NDArray
 from core.media.decode import Frame
 from core.media.errors import MediaError
 from core.media.probe import check_limits, probe_video
-from core.scoring.verdict import score_video
+from core.scoring.verdict import ModelScore, score_video
+from core.vocabulary import Verdict
 from models.detector import Detector
 from models.pack import LoadedPack
 from workers.media.crops import Box
@@ -85,9 +87,21 @@ def predict_one_by_one(detector: Detector, crops: np.ndarray) -> np.ndarray:
     return np.array([detector.predict(crop[np.newaxis])[0] for crop in crops], dtype=np.float64)
 
 
+@dataclass(frozen=True)
+class NaiveResult:
+    """The part of a JobResult the seed computes, under the same names."""
+
+    verdict: Verdict
+    score: float | None
+    frames_sampled: int
+    faces_found: int
+    timings: Mapping[str, float]
+    per_model: Mapping[str, ModelScore] = field(default_factory=dict)
+
+
 @dataclass
 class NaiveOutput:
-    result: dict[str, Any]  # verdict, score, per_model, frames_sampled, faces_found, timings
+    result: NaiveResult
     frames: list[Frame]
 
 
@@ -110,13 +124,10 @@ def run_naive(path: Path, mtcnn: MTCNN, pack: LoadedPack, config: PipelineConfig
     lap("decode")
     faces = detect_one_by_one(mtcnn, [f.image for f in frames])
     lap("faces")
-    result: dict[str, Any] = {"frames_sampled": len(frames), "faces_found": sum(len(f) for f in faces)}
     frames_with_face = sum(1 for f in faces if f)
     if frames_with_face < min(config.min_face_frames, len(frames)) or frames_with_face == 0:
-        result.update(verdict="NO_FACE", score=None, per_model={}, timings=timings)
-        return NaiveOutput(result, frames)
+        return NaiveOutput(NaiveResult(Verdict.NO_FACE, None, len(frames), sum(len(f) for f in faces), timings), frames)
     detections = tracked_detections(faces)
-    result["faces_found"] = len(detections)  # as the pipeline counts them: the detections it scores
     lap("tracks")
     crops = member_crops(frames, detections, pack)
     lap("crops")
@@ -129,9 +140,8 @@ def run_naive(path: Path, mtcnn: MTCNN, pack: LoadedPack, config: PipelineConfig
     for name, per_crop in scores.items():
         for d, s in zip(detections, per_crop, strict=True):
             track_scores.setdefault(name, {}).setdefault(d.track_id, []).append(float(s))
-    scored = score_video(
-        track_scores, _member_specs(pack), pack_fusion_spec(pack), failed_models=dict(pack.failed)
-    ).to_dict()
+    scored = score_video(track_scores, _member_specs(pack), pack_fusion_spec(pack), failed_models=dict(pack.failed))
     lap("fusion")
-    result.update(verdict=scored["verdict"], score=scored["score"], per_model=scored["per_model"], timings=timings)
+    # faces_found as the pipeline counts them: the detections it scores.
+    result = NaiveResult(scored.verdict, scored.score, len(frames), len(detections), timings, dict(scored.per_model))
     return NaiveOutput(result, frames)

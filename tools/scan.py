@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 from core.media.errors import MediaError
 from core.plots import timeline_png
+from core.results import JobResult
 from core.settings import Settings, load_settings
 from workers.pipeline import run_pipeline
 from workers.resources import load_resources
@@ -43,67 +44,61 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-def print_models(result: dict[str, Any], out: TextIO) -> None:
+def print_models(result: JobResult, out: TextIO) -> None:
     print(f"{'model':<24}{'aggregator':<14}{'frames':>7}{'aggregated':>12}{'calibrated':>12}{'weight':>8}", file=out)
-    for name, m in result["per_model"].items():
-        if m.get("error"):
-            print(f"{name:<24}{m['aggregator']:<14}  FAILED: {m['error']}", file=out)
+    for name, m in result.per_model.items():
+        if m.error:
+            print(f"{name:<24}{m.aggregator:<14}  FAILED: {m.error}", file=out)
             continue
         print(
-            f"{name:<24}{m['aggregator']:<14}{m['frames']:>7}{_fmt(m['aggregated']):>12}"
-            f"{_fmt(m['calibrated']):>12}{m['weight']:>8.2f}",
+            f"{name:<24}{m.aggregator:<14}{m.frames:>7}{_fmt(m.aggregated):>12}{_fmt(m.calibrated):>12}{m.weight:>8.2f}",
             file=out,
         )
 
 
-def print_tracks(result: dict[str, Any], out: TextIO) -> None:
-    tracks = result["tracks"]["tracks"]
-    models = list(result["per_model"])
-    worst = result["tracks"].get("worst_track")
+def print_tracks(result: JobResult, out: TextIO) -> None:
+    models = list(result.per_model)
     header = f"{'track':>6} {'faces':>6}{'first':>7}{'last':>7}{'fused':>9}  " + "".join(f"{m:>18}" for m in models)
     print(header.rstrip(), file=out)
-    for track in tracks:
-        frames = [d["frame_index"] for d in track["detections"]]
-        marker = "*" if track["track_id"] == worst else " "
-        scores = "".join(f"{_fmt(track.get('per_model', {}).get(m)):>18}" for m in models)
+    for track in result.tracks.tracks:
+        frames = [d.frame_index for d in track.detections]
+        marker = "*" if track.track_id == result.tracks.worst_track else " "
+        scores = "".join(f"{_fmt(track.per_model.get(m)):>18}" for m in models)
         print(
-            f"{marker}{track['track_id']:>5} {len(frames):>6}{min(frames):>7}{max(frames):>7}"
-            f"{_fmt(track.get('score')):>9}  {scores}".rstrip(),
+            f"{marker}{track.track_id:>5} {len(frames):>6}{min(frames):>7}{max(frames):>7}"
+            f"{_fmt(track.score):>9}  {scores}".rstrip(),
             file=out,
         )
     print("(* = the most-fake track, which decides the video; first/last are frame indices)", file=out)
 
 
-def print_verdict(result: dict[str, Any], out: TextIO) -> None:
-    score = result["score"]
-    shown = "" if score is None else f"   P(fake) {score:.4f} (before overrides {result['raw_score']:.4f})"
-    print(f"verdict: {result['verdict']}{shown}", file=out)
-    print(
-        f"method {result['method']}: REAL < {result['t_low']} <= UNCERTAIN <= {result['t_high']} < FAKE",
-        file=out,
-    )
-    for o in result["overrides"]["applied"]:
-        print(f"override {o['kind']}: {o['before']:.4f} -> {o['after']:.4f} ({o['reason']})", file=out)
+def print_verdict(result: JobResult, out: TextIO) -> None:
+    score = result.score
+    shown = "" if score is None else f"   P(fake) {score:.4f} (before overrides {_fmt(result.raw_score)})"
+    print(f"verdict: {result.verdict}{shown}", file=out)
+    print(f"method {result.method}: REAL < {result.t_low} <= UNCERTAIN <= {result.t_high} < FAKE", file=out)
+    for o in result.overrides:
+        print(f"override {o.kind}: {o.before:.4f} -> {o.after:.4f} ({o.reason})", file=out)
 
 
-def print_report(video: Path, result: dict[str, Any], out: TextIO) -> None:
-    if result["test_pack"]:
+def print_report(video: Path, result: JobResult, out: TextIO) -> None:
+    if result.test_pack:
         print(TEST_PACK_BANNER, file=out)
     print(
-        f"{video.name}: {result['frames_sampled']} frames sampled, {result['tracks']['frames_with_face']} with a "
-        f"face, {result['faces_found']} faces scored; pack {result['model_pack']}",
+        f"{video.name}: {result.frames_sampled} frames sampled, {result.tracks.frames_with_face} with a "
+        f"face, {result.faces_found} faces scored; pack {result.model_pack}",
         file=out,
     )
-    if result["per_model"]:
+    if result.per_model:
         print(file=out)
         print_models(result, out)
         print(file=out)
         print_tracks(result, out)
     print(file=out)
     print_verdict(result, out)
-    if result["test_pack"]:
+    if result.test_pack:
         print(TEST_PACK_BANNER, file=out)
-    print("timings (s): " + ", ".join(f"{k}={v}" for k, v in result["timings"].items()), file=out)
+    print("timings (s): " + ", ".join(f"{k}={v}" for k, v in result.timings.items()), file=out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,14 +125,15 @@ def main(argv: list[str] | None = None) -> int:
     result = output.result
 
     png = args.png or Path.cwd() / f"{args.video.stem}.timeline.png"
-    score = "" if result["score"] is None else f" {result['score']:.3f}"
-    title = f"{args.video.name}: {result['verdict']}{score} ({result['model_pack']})"
-    png.write_bytes(timeline_png(output.frame_rows, result["t_low"], result["t_high"], title))
+    score = "" if result.score is None else f" {result.score:.3f}"
+    title = f"{args.video.name}: {result.verdict}{score} ({result.model_pack})"
+    rows = [row.columns() for row in output.frame_rows]
+    png.write_bytes(timeline_png(rows, result.t_low or 0.0, result.t_high or 0.0, title))
 
     if args.json:
-        if result["test_pack"]:
+        if result.test_pack:
             print(TEST_PACK_BANNER, file=sys.stderr)
-        print(json.dumps(result, indent=2))
+        print(json.dumps(result.columns(), indent=2))
         print(f"timeline written to {png}", file=sys.stderr)
     else:
         print_report(args.video, result, sys.stdout)

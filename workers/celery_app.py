@@ -50,7 +50,7 @@ _consuming = RawValue(ctypes.c_bool, False)
 EXIT_BROKER_UNREACHABLE = 69
 
 
-class _ConsumingFlag(bootsteps.StartStopStep):  # type: ignore[misc]
+class _ConsumingFlag(bootsteps.StartStopStep):
     """A consumer bootstep: starts once the task consumer has started; Celery stops the consumer's steps when
     the broker connection is lost (before reconnecting, which starts them again) and at shutdown."""
 
@@ -91,7 +91,8 @@ def _refuse_without_broker() -> None:
     timeout = settings.broker_startup_timeout_s
     with app.connection_for_read() as conn:
         try:
-            conn.ensure_connection(max_retries=None, timeout=timeout, interval_start=1, interval_step=1, interval_max=5)
+            # kombu takes None (no retry limit) and a float timeout; its stubs are narrower than its code.
+            conn.ensure_connection(max_retries=None, timeout=timeout, interval_start=1, interval_step=1, interval_max=5)  # type: ignore[arg-type]
         except Exception as exc:  # any failure to connect means this worker cannot consume
             detail = " ".join(str(exc).split()) or type(exc).__name__
             broker = maybe_sanitize_url(settings.broker_url)

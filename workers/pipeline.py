@@ -9,15 +9,26 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from core.media.decode import Frame, decode_frames
 from core.media.probe import Limits, VideoInfo, check_limits, probe_video
 from core.preprocessing import normalisation_name
+from core.results import (
+    Box,
+    DetectionPlan,
+    FrameCounts,
+    FrameRow,
+    JobResult,
+    Preprocessing,
+    Track,
+    TrackDetection,
+    Tracks,
+    VideoMeta,
+)
 from core.scoring.sampling import fixed_rate_indices, uniform_indices
 from core.scoring.verdict import CalibrationState, FusionSpec, MemberSpec, score_video
 from core.vocabulary import SAMPLING_STRATEGIES, Stage, Verdict
@@ -52,10 +63,10 @@ class PipelineConfig:
 
 @dataclass
 class PipelineOutput:
-    """Everything a Result row needs, plus the per-frame rows for ``frame_scores``."""
+    """The result, the per-frame rows for ``frame_scores``, and what the tools look at besides."""
 
-    result: dict[str, Any]
-    frame_rows: list[dict[str, Any]]
+    result: JobResult
+    frame_rows: list[FrameRow]
     frames: list[Frame]
     faces: list[list[Face]]
 
@@ -83,26 +94,23 @@ def _noop(stage: str, progress: float) -> None:
     return None
 
 
-def _video_dict(info: VideoInfo) -> dict[str, Any]:
-    return {
-        "width": info.width,
-        "height": info.height,
-        "fps": info.fps,
-        "frame_count": info.frame_count,
-        "duration_s": info.duration_s,
-        "container": info.container,
-        "codec": info.codec,
-    }
+def _video_meta(decoded: Decoded, with_face: int) -> VideoMeta:
+    info = decoded.info
+    return VideoMeta(
+        info.width,
+        info.height,
+        info.fps,
+        info.frame_count,
+        info.duration_s,
+        info.container,
+        info.codec,
+        frame_counts(decoded, with_face),
+    )
 
 
-def frame_counts(decoded: Decoded, with_face: int) -> dict[str, Any]:
+def frame_counts(decoded: Decoded, with_face: int) -> FrameCounts:
     """Frames requested, decoded and with a face, and which requested ones did not decode."""
-    return {
-        "requested": len(decoded.frames) + len(decoded.missing),
-        "decoded": len(decoded.frames),
-        "with_face": with_face,
-        "missing": list(decoded.missing),
-    }
+    return FrameCounts(len(decoded.frames) + len(decoded.missing), len(decoded.frames), with_face, decoded.missing)
 
 
 def tracked_detections(faces: list[list[Face]]) -> list[_Detection]:
@@ -126,14 +134,12 @@ def member_crops(frames: list[Frame], detections: list[_Detection], pack: Loaded
     return cut_crops(faces, [(m.detector.crop, m.detector.input_size) for m in pack.members])
 
 
-def member_preprocessing(pack: LoadedPack) -> dict[str, dict[str, Any]]:
+def member_preprocessing(pack: LoadedPack) -> dict[str, Preprocessing]:
     """What each loaded member is fed, for the result."""
     return {
-        m.manifest.name: {
-            "crop": m.detector.crop.name,
-            "input_size": m.detector.input_size,
-            "normalisation": normalisation_name(m.detector.normalisation),
-        }
+        m.manifest.name: Preprocessing(
+            m.detector.crop.name, m.detector.input_size, normalisation_name(m.detector.normalisation)
+        )
         for m in pack.members
     }
 
@@ -234,43 +240,29 @@ def run_pipeline(
         keyframe_every=config.face_keyframe_every,
     )
     keyframe_every = detector.keyframe_interval(config.face_keyframe_every)
-    detection = {
-        "downscale": round(downscale, 4),
-        "min_face_px": round(min_face_px, 1),
-        "keyframe_every": keyframe_every,
-    }
+    detection = DetectionPlan(round(downscale, 4), round(min_face_px, 1), keyframe_every)
     lap("faces")
 
-    pack_info = {
-        "model_pack": f"{pack.manifest.name}@{pack.manifest.version}",
-        "test_pack": pack.manifest.test_pack,
-        "calibration_version": calibration.version if calibration else None,
-    }
     frames_with_face = sum(1 for f in faces if f)
-    base: dict[str, Any] = {
-        "frames_sampled": len(frames),
-        # Inside the JSON `video` column: a new top-level key would need a Result column and a migration.
-        "video": {**_video_dict(info), "frames": frame_counts(decoded, frames_with_face)},
-        **pack_info,
-        "preprocessing": member_preprocessing(pack),
-    }
+    base = JobResult(
+        verdict=Verdict.NO_FACE,
+        score=None,
+        raw_score=None,
+        method=fusion.method,
+        t_low=fusion.t_low,
+        t_high=fusion.t_high,
+        frames_sampled=len(frames),
+        faces_found=sum(len(f) for f in faces),
+        tracks=Tracks(frames_with_face, detection, None),
+        video=_video_meta(decoded, frames_with_face),
+        preprocessing=member_preprocessing(pack),
+        model_pack=f"{pack.manifest.name}@{pack.manifest.version}",
+        test_pack=pack.manifest.test_pack,
+        calibration_version=calibration.version if calibration else None,
+    )
     if frames_with_face < min(config.min_face_frames, len(frames)) or frames_with_face == 0:
         timings["total"] = round(sum(timings.values()), 4)
-        result = {
-            **base,
-            "verdict": Verdict.NO_FACE.value,
-            "score": None,
-            "raw_score": None,
-            "method": fusion.method,
-            "t_low": fusion.t_low,
-            "t_high": fusion.t_high,
-            "per_model": {},
-            "tracks": {"frames_with_face": frames_with_face, "detection": detection, "tracks": []},
-            "overrides": {"applied": []},
-            "faces_found": sum(len(f) for f in faces),
-            "timings": timings,
-        }
-        return PipelineOutput(result, [], frames, faces)
+        return PipelineOutput(replace(base, timings=dict(timings)), [], frames, faces)
 
     detections = tracked_detections(faces)
     lap("tracks")
@@ -306,52 +298,39 @@ def run_pipeline(
         calibration=calibration,
         failed_models=failed,
         known_label=known_label,
-    ).to_dict()
+    )
     lap("fusion")
 
-    track_frames: dict[int, list[dict[str, Any]]] = {}
-    frame_rows: list[dict[str, Any]] = []
+    track_frames: dict[int, list[TrackDetection]] = {}
+    frame_rows: list[FrameRow] = []
     for j, d in enumerate(detections):
         frame = frames[d.position]
-        box = dict(zip(("x1", "y1", "x2", "y2"), (round(v, 1) for v in d.face.box), strict=True))
-        track_frames.setdefault(d.track_id, []).append(
-            {"frame_index": frame.index, "timestamp_s": round(frame.timestamp_s, 3), "box": box}
+        box = Box(*(round(v, 1) for v in d.face.box))
+        track_frames.setdefault(d.track_id, []).append(TrackDetection(frame.index, round(frame.timestamp_s, 3), box))
+        frame_rows.extend(
+            FrameRow(frame.index, frame.timestamp_s, d.track_id, box, d.face.prob, name, float(scores[j]))
+            for name, scores in per_model_scores.items()
         )
-        for name, scores in per_model_scores.items():
-            frame_rows.append(
-                {
-                    "frame_index": frame.index,
-                    "timestamp_s": frame.timestamp_s,
-                    "track_id": d.track_id,
-                    "box": box,
-                    "face_prob": d.face.prob,
-                    "model": name,
-                    "score": float(scores[j]),
-                }
-            )
-    per_track = video_score.get("per_track", {})
-    tracks = [
-        {"track_id": tid, "detections": track_frames[tid], **(per_track.get(tid) or per_track.get(str(tid)) or {})}
-        for tid in sorted(track_frames)
-    ]
+    scored = video_score.per_track
+    tracks = tuple(
+        Track(
+            tid, tuple(seen), scored[tid].score, scored[tid].raw_fused, scored[tid].frames, dict(scored[tid].per_model)
+        )
+        for tid, seen in sorted(track_frames.items())
+    )
     timings["total"] = round(sum(timings.values()), 4)
-    result = {
-        **base,
-        "verdict": video_score["verdict"],
-        "score": video_score["score"],
-        "raw_score": video_score["raw_fused"],
-        "method": video_score["method"],
-        "t_low": video_score["thresholds"]["t_low"],
-        "t_high": video_score["thresholds"]["t_high"],
-        "per_model": video_score["per_model"],
-        "tracks": {
-            "frames_with_face": frames_with_face,
-            "detection": detection,
-            "worst_track": video_score.get("worst_track"),
-            "tracks": tracks,
-        },
-        "overrides": {"applied": video_score.get("overrides", [])},
-        "faces_found": len(detections),
-        "timings": timings,
-    }
+    result = replace(
+        base,
+        verdict=video_score.verdict,
+        score=video_score.score,
+        raw_score=video_score.raw_fused,
+        method=video_score.method,
+        t_low=video_score.thresholds["t_low"],
+        t_high=video_score.thresholds["t_high"],
+        per_model=dict(video_score.per_model),
+        tracks=Tracks(frames_with_face, detection, video_score.worst_track, tracks),
+        overrides=video_score.overrides,
+        faces_found=len(detections),
+        timings=dict(timings),
+    )
     return PipelineOutput(result, frame_rows, frames, faces)

@@ -22,7 +22,7 @@ from core import payloads
 from core.queue import broker_lost_messages, enqueue_detect, enqueue_webhook
 from core.settings import Settings
 from core.vocabulary import JobStatus, Stage
-from db import jobs
+from db import jobs, owner_lock
 from db.models import Job
 from db.session import session_scope
 
@@ -58,7 +58,7 @@ def _expire_leases(settings: Settings, now: datetime, report: ReapReport) -> lis
         trust_locks = _locks_trustworthy(session, settings)
         for job in stale:
             expired = job.lease_expires_at is None or job.lease_expires_at < now
-            if not expired and (not trust_locks or jobs.owner_alive_sql(session, job.id)):
+            if not expired and (not trust_locks or owner_lock.owner_alive_sql(session, job.id)):
                 continue  # a slow heartbeat, but its worker still holds the lock (or may not have re-taken it yet)
             used = jobs.attempts_used(job.attempt, job.outage_retries)
             if used >= settings.max_attempts:

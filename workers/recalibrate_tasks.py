@@ -8,25 +8,42 @@ only when VERITY_RECALIBRATE_AUTO_ACTIVATE is on *and* its held-out metrics beat
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
+from core.pack_defaults import pack_defaults
+from core.scoring.recalibration_types import NotEnoughLabels
+from core.settings import Settings, get_settings
 from core.vocabulary import TaskName
+from db import calibrations
 from workers.celery_app import app
-from workers.recalibrate import NotEnoughLabels, auto_activate_default, config_from_env, fit, recalibrate_schedule
 
 log = logging.getLogger(__name__)
 
+
+def recalibrate_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Beat entries: a scheduled fit every ``recalibrate_interval_s`` seconds (0: none)."""
+    if settings.recalibrate_interval_s <= 0:
+        return {}
+    return {
+        "recalibrate": {"task": TaskName.RECALIBRATE, "schedule": timedelta(seconds=settings.recalibrate_interval_s)}
+    }
+
+
 # Beat imports the worker's include modules before it reads the schedule, so the entry can live here.
-app.conf.beat_schedule = {**(app.conf.beat_schedule or {}), **recalibrate_schedule()}
+app.conf.beat_schedule = {**(app.conf.beat_schedule or {}), **recalibrate_schedule(get_settings())}
 
 
 @app.task(name=TaskName.RECALIBRATE)
 def recalibrate(auto_activate: bool | None = None, skip_if_unchanged: bool = True, **overrides: Any) -> dict[str, Any]:
     """Fit a candidate from the current feedback; too few labels is a logged no-op, not a failure."""
+    settings = get_settings()
     try:
-        view = fit(
-            config_from_env(**overrides),
-            auto_activate=auto_activate_default() if auto_activate is None else auto_activate,
+        view = calibrations.fit(
+            calibrations.sql_store,
+            pack_defaults(settings.pack_manifest),
+            settings.recalibration.with_overrides(**overrides),
+            auto_activate=settings.recalibrate_auto_activate if auto_activate is None else auto_activate,
             skip_if_unchanged=skip_if_unchanged,
         )
     except NotEnoughLabels as exc:

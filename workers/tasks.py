@@ -26,9 +26,9 @@ from core.queue import enqueue_webhook, soft_time_limit_s
 from core.settings import Settings, get_settings
 from core.storage import ObjectMissing, StorageError, get_store
 from core.vocabulary import Stage, TaskName
-from db import jobs
+from db import finish, jobs, owner_lock, retry
 from db.jobs import Claim
-from workers import reaper, recalibrate, webhooks
+from workers import calibration_cache, reaper, webhooks
 from workers.celery_app import app
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ class LeaseKeeper:
     A transient database error only skips a beat: the lease outlasts several, and the final write is fenced.
     """
 
-    def __init__(self, claim: Claim, lock: jobs.OwnerLock, settings: Settings) -> None:
+    def __init__(self, claim: Claim, lock: owner_lock.OwnerLock, settings: Settings) -> None:
         self.claim = claim
         self.lock = lock
         self.settings = settings
@@ -89,7 +89,7 @@ class LeaseKeeper:
         try:
             owned = jobs.heartbeat(self.claim, stage, fraction, self.settings.lease_s)
         except Exception as exc:
-            if not jobs.is_transient(exc):
+            if not retry.is_transient(exc):
                 raise
             log.warning("heartbeat for job %s skipped, database unavailable: %s", self.claim.job_id, str(exc)[:200])
             return
@@ -117,8 +117,8 @@ def _send_webhook(delivery_id: Any) -> None:
 
 def _fail(claim: Claim, code: str, message: str, patience: Patience) -> None:
     payload = payloads.failed(claim.job_id, code, message)
-    outcome = jobs.fail(claim, code, message, payload, patience.db_s())
-    if outcome is False:  # jobs.fail logged it
+    outcome = finish.fail(claim, code, message, payload, patience.db_s())
+    if outcome is False:  # finish.fail logged it
         return
     log.info("job %s failed: %s: %s", claim.job_id, code, message)
     _send_webhook(outcome)
@@ -137,7 +137,7 @@ def _process(claim: Claim, keeper: LeaseKeeper, patience: Patience) -> None:
         path = Path(tmp) / "input"
         get_store().download_to(claim.input_key, path)
         if claim.outage_since is not None:
-            jobs.outage_over(claim, patience.db_s())
+            finish.outage_over(claim, patience.db_s())
         progress("loading_models", 0.03)
         resources = get_resources()
         config = resources.config
@@ -149,8 +149,10 @@ def _process(claim: Claim, keeper: LeaseKeeper, patience: Patience) -> None:
         from workers.pipeline import pack_fusion_spec, run_pipeline  # torch-heavy; io workers never import it
 
         # One read of the active version, so its calibrators and its thresholds always go together.
-        current = jobs.with_retry(recalibrate.active, patience.db_s(), f"reading the calibration for {claim.job_id}")
-        known = jobs.with_retry(
+        current = retry.with_retry(
+            calibration_cache.active, patience.db_s(), f"reading the calibration for {claim.job_id}"
+        )
+        known = retry.with_retry(
             lambda: jobs.known_label(claim), patience.db_s(), f"reading moderator labels for {claim.job_id}"
         )
         output = run_pipeline(
@@ -164,16 +166,16 @@ def _process(claim: Claim, keeper: LeaseKeeper, patience: Patience) -> None:
             progress=progress,
         )
     progress("saving", 0.95)
-    outcome = jobs.complete(
+    outcome = finish.complete(
         claim, output.result, output.frame_rows, payloads.succeeded(claim.job_id, output.result), patience.db_s()
     )
     if outcome is False:
         raise FencedOff(f"attempt {claim.attempt} lost job {claim.job_id} before saving")
-    log.info("job %s: %s (score %s)", claim.job_id, output.result["verdict"], output.result["score"])
+    log.info("job %s: %s (score %s)", claim.job_id, output.result.verdict, output.result.score)
     _send_webhook(outcome)
 
 
-def _take(job_id: uuid.UUID, lock: jobs.OwnerLock, settings: Settings) -> jobs.Taken:
+def _take(job_id: uuid.UUID, lock: owner_lock.OwnerLock, settings: Settings) -> jobs.Taken:
     """Lock first, then claim: a live owner always holds the lock, so getting it means any owner is gone."""
     deadline = time.monotonic() + TAKEOVER_WAIT_S
     while True:
@@ -193,7 +195,7 @@ def _take(job_id: uuid.UUID, lock: jobs.OwnerLock, settings: Settings) -> jobs.T
 
 
 @app.task(name=TaskName.DETECT, bind=True)
-def detect(self: Task, job_id: str) -> None:
+def detect(self: Task[Any, Any], job_id: str) -> None:
     settings = get_settings()
     patience = Patience.for_task(settings)
     try:
@@ -201,12 +203,12 @@ def detect(self: Task, job_id: str) -> None:
     except ValueError:
         log.error("detect called with a malformed job id %r", job_id)
         return
-    lock = jobs.OwnerLock(jid)
+    lock = owner_lock.OwnerLock(jid)
     try:
         try:
             taken = _take(jid, lock, settings)
         except Exception as exc:
-            if not jobs.is_transient(exc):
+            if not retry.is_transient(exc):
                 raise
             # Acking now would leave the job QUEUED until the reaper's visibility-timeout resend; back in the
             # queue it is tried again, by a task with its whole time limit ahead. Unclaimed, it uses no attempt.
@@ -223,7 +225,7 @@ def detect(self: Task, job_id: str) -> None:
         lock.release()  # after the final write: the job is never RUNNING with its lock free while we live
 
 
-def _run(task: Task, claim: Claim, keeper: LeaseKeeper, settings: Settings, patience: Patience) -> None:
+def _run(task: Task[Any, Any], claim: Claim, keeper: LeaseKeeper, settings: Settings, patience: Patience) -> None:
     try:
         _process(claim, keeper, patience)
     except FencedOff as exc:
@@ -237,7 +239,7 @@ def _run(task: Task, claim: Claim, keeper: LeaseKeeper, settings: Settings, pati
     except StorageError as exc:
         _wait_for_storage(task, claim, settings, patience, exc)
     except Exception as exc:
-        if jobs.is_transient(exc):
+        if retry.is_transient(exc):
             # Waited for in place as long as the budget and the time limit allowed. Nothing can be recorded
             # while the database is down; once it is back, the reaper sees a RUNNING job with a stale heartbeat
             # and a free lock and hands it back (that try counts as an attempt).
@@ -247,7 +249,9 @@ def _run(task: Task, claim: Claim, keeper: LeaseKeeper, settings: Settings, pati
         _retry_or_fail(task, claim, settings, "PROCESSING_ERROR", f"{type(exc).__name__}: {exc}", patience)
 
 
-def _wait_for_storage(task: Task, claim: Claim, settings: Settings, patience: Patience, exc: StorageError) -> None:
+def _wait_for_storage(
+    task: Task[Any, Any], claim: Claim, settings: Settings, patience: Patience, exc: StorageError
+) -> None:
     """Hand the job back and send it again after a backoff, without using up an attempt, until the outage has
     lasted VERITY_OUTAGE_RETRY_BUDGET_S since the job first met it; then fail it STORAGE_UNAVAILABLE."""
     budget = settings.outage_retry_budget_s
@@ -271,23 +275,25 @@ def _wait_for_storage(task: Task, claim: Claim, settings: Settings, patience: Pa
         delay,
         exc,
     )
-    if jobs.park(claim, Stage.WAITING_FOR_STORAGE, f"waiting for the object store: {exc}", patience.db_s()):
+    if finish.park(claim, Stage.WAITING_FOR_STORAGE, f"waiting for the object store: {exc}", patience.db_s()):
         _send_again(task, claim, delay)
 
 
-def _retry_or_fail(task: Task, claim: Claim, settings: Settings, code: str, message: str, patience: Patience) -> None:
+def _retry_or_fail(
+    task: Task[Any, Any], claim: Claim, settings: Settings, code: str, message: str, patience: Patience
+) -> None:
     """A fault of the job's own: it uses up an attempt."""
     used = claim.attempts_used
     if used >= settings.max_attempts:
         _fail(claim, code, f"{message} (after {used} attempts)", patience)
         return
-    if jobs.release(claim, message, patience.db_s()):
+    if finish.release(claim, message, patience.db_s()):
         _send_again(task, claim, 10 * used)
 
 
-def _send_again(task: Task, claim: Claim, countdown: float) -> None:
+def _send_again(task: Task[Any, Any], claim: Claim, countdown: float) -> None:
     try:
-        task.apply_async(args=[str(claim.job_id)], countdown=countdown, queue="gpu")
+        task.apply_async(args=(str(claim.job_id),), countdown=countdown, queue="gpu")
     except Exception as exc:  # left QUEUED with no enqueued_at: the reaper sends it after the grace
         log.warning("could not re-enqueue job %s, the reaper will: %s", claim.job_id, exc)
         return

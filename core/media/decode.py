@@ -34,7 +34,7 @@ class DecodedFrames:
 
 
 # (demuxer, codec) pairs on which skipping unreferenced frames is proven to return exactly the frames that
-# plain sequential decoding does, at the same indices (tests/unit/test_media_decode_containers.py, plus
+# plain sequential decoding does, at the same indices (tests/media/test_media_decode_containers.py, plus
 # the real MP4 clips in test_media_decode.py). Elsewhere the shortcut is not used: it numbers frames by
 # the demuxed packet timestamps, and AVI has none of its own (it stores decode order, so with B-frames
 # the numbering is wrong: H.264 in AVI put 8 of 14 wanted frames under the wrong index in testing; the

@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import Keys, Services, bearer, free_port
-from tools.demo import WebhookReceiver, start_services, stop_services, wait_ready
+from tests.conftest import Keys, Services, bearer
+from tests.support.services import free_port
+from tools import stack as processes
+from tools.demo import WebhookReceiver
 
 JOB_TIMEOUT_S = 600
 
@@ -33,17 +35,19 @@ def stack(services: Services, keys: Keys, tmp_path_factory: pytest.TempPathFacto
     logs = tmp_path_factory.mktemp("e2e-logs")
     env = {**os.environ, **services.env, "PYTHONUNBUFFERED": "1"}
     port = free_port()
-    procs = start_services(port, logs, env=env, worker_args=("-c", "1"))
+    # One worker on both queues with beat inside, on the production prefork pool (the demo runs solo).
+    worker = processes.worker_service("worker", "gpu,io", "-c", "1", beat=True)
+    procs = processes.Stack([processes.api_service(f"127.0.0.1:{port}"), worker], env=env, log_dir=logs)
     receiver = WebhookReceiver()
     base = f"http://127.0.0.1:{port}"
     try:
         try:
-            wait_ready(base, procs)
+            procs.wait_ready(base)
         except RuntimeError as exc:
             raise AssertionError(f"{exc}\n{(logs / 'api.log').read_text()[-3000:]}") from exc
         yield Stack(base, receiver, services.env["VERITY_WEBHOOK_SECRET"], logs)
     finally:
-        stop_services(procs)
+        procs.stop()
         receiver.close()
         print("worker log tail:\n" + (logs / "worker.log").read_text()[-4000:])
 

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import PG_ADMIN_URL, Services
-from tests.faults.harness import PrivatePostgres, PrivateRedis, PrivateS3, Stack, fresh_database, make_key
+from tests.support.services import PrivatePostgres, PrivateRedis, PrivateS3, make_key, scratch_database
+from tests.support.stack import Stack
 
 
 @dataclass
@@ -147,7 +148,7 @@ def make_stack(
     databases: list[Any] = []
 
     def build(admin_url: str = PG_ADMIN_URL, **env: str) -> Stack:
-        db = fresh_database(admin_url)
+        db = scratch_database(admin_url)
         url = db.__enter__()
         databases.append(db)
         logs = tmp_path / f"stack{len(stacks)}"

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from tests.conftest import Keys, Services, bearer, serving, shared_file
 from tests.faults.conftest import FaultRow, scenario
-from tests.faults.harness import CLIP
+from tests.support.videos import CLIP
 
 PARALLEL = 10
 

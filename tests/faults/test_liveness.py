@@ -15,9 +15,11 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from core.results import JobResult, Tracks
 from core.settings import Settings
+from core.vocabulary import Verdict
 from tests.conftest import Services, reset_caches
-from tests.faults.harness import PrivateRedis
+from tests.support.services import PrivateRedis
 
 
 def _job(**values: Any) -> uuid.UUID:
@@ -56,16 +58,16 @@ def settings(services: Services) -> Settings:
 
 
 def test_a_live_owner_keeps_its_job_and_a_dead_ones_job_is_taken_over_at_once(settings: Settings) -> None:
-    from db import jobs
+    from db import jobs, owner_lock
 
     job_id = _job()
-    mine = jobs.OwnerLock(job_id)
+    mine = owner_lock.OwnerLock(job_id)
     assert mine.acquire()
     first = jobs.take(str(job_id), 600, owner_gone=True)
     assert first.claim is not None and first.claim.attempt == 1
 
     # A redelivered message while the owner lives: the lock is taken, the lease is live -> hands off.
-    other = jobs.OwnerLock(job_id)
+    other = owner_lock.OwnerLock(job_id)
     assert not other.acquire()
     assert jobs.take(str(job_id), 600, owner_gone=False).reason == "owned"
 
@@ -99,7 +101,7 @@ def test_reaper_hands_back_a_running_job_whose_worker_is_gone_but_not_one_whose_
     # re-sent job before its status is read.
     import redis
 
-    from db import jobs
+    from db import owner_lock
     from workers.reaper import reap
 
     live_lease = datetime.now(UTC) + timedelta(minutes=10)
@@ -108,7 +110,7 @@ def test_reaper_hands_back_a_running_job_whose_worker_is_gone_but_not_one_whose_
     fresh = _job(status="RUNNING", attempt=1, lease_expires_at=live_lease)
     for job_id in (dead, alive):
         _age(job_id, 10)  # ten missed beats
-    holder = jobs.OwnerLock(alive)
+    holder = owner_lock.OwnerLock(alive)
     assert holder.acquire()
     try:
         report = reap(settings)
@@ -155,9 +157,9 @@ def test_reaper_resends_every_queued_job_when_the_broker_lost_its_data(own_broke
 
 
 def test_with_retry_rides_out_transient_errors_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    from db import jobs
+    from db import retry
 
-    monkeypatch.setattr(jobs.time, "sleep", lambda _s: None)
+    monkeypatch.setattr(retry.time, "sleep", lambda _s: None)
     calls: list[int] = []
 
     def flaky() -> str:
@@ -166,12 +168,12 @@ def test_with_retry_rides_out_transient_errors_only(monkeypatch: pytest.MonkeyPa
             raise OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))
         return "ok"
 
-    assert jobs.with_retry(flaky, 60, "test") == "ok" and len(calls) == 3
+    assert retry.with_retry(flaky, 60, "test") == "ok" and len(calls) == 3
     with pytest.raises(IntegrityError):
-        jobs.with_retry(lambda: (_ for _ in ()).throw(IntegrityError("x", {}, Exception("dup"))), 60, "test")
+        retry.with_retry(lambda: (_ for _ in ()).throw(IntegrityError("x", {}, Exception("dup"))), 60, "test")
     calls.clear()
     with pytest.raises(OperationalError):
-        jobs.with_retry(flaky, 0, "test")  # no time to wait
+        retry.with_retry(flaky, 0, "test")  # no time to wait
 
 
 def test_a_save_whose_reply_was_lost_is_not_mistaken_for_being_fenced_off(
@@ -181,14 +183,14 @@ def test_a_save_whose_reply_was_lost_is_not_mistaken_for_being_fenced_off(
     its own committed result (and return its webhook), not report the attempt as fenced off."""
     from contextlib import contextmanager
 
-    from db import jobs
+    from db import finish, jobs, retry
     from db.models import Result
     from db.session import session_scope
 
     job_id = _job()
     claim = jobs.claim(str(job_id), 600)
     assert claim is not None
-    real = jobs.session_scope
+    real = finish.session_scope
     dropped: list[bool] = []
 
     @contextmanager
@@ -199,10 +201,10 @@ def test_a_save_whose_reply_was_lost_is_not_mistaken_for_being_fenced_off(
             dropped.append(True)
             raise OperationalError("COMMIT", {}, Exception("connection lost after commit"))
 
-    monkeypatch.setattr(jobs, "session_scope", reply_lost_once)
-    monkeypatch.setattr(jobs.time, "sleep", lambda _s: None)
-    result = {"verdict": "REAL", "score": 0.1, "raw_score": 0.1, "method": "weighted_average", "model_pack": "t@1"}
-    outcome = jobs.complete(claim, result, [], {"type": "job.succeeded"}, retry_s=30)
+    monkeypatch.setattr(finish, "session_scope", reply_lost_once)
+    monkeypatch.setattr(retry.time, "sleep", lambda _s: None)
+    result = JobResult(Verdict.REAL, 0.1, 0.1, "weighted_average", None, None, 0, 0, Tracks(0, None, None))
+    outcome = finish.complete(claim, result, [], {"type": "job.succeeded"}, retry_s=30)
     assert outcome not in (False, None), "the retry found its own write"
     with session_scope() as s:
         assert len(s.scalars(select(Result).where(Result.job_id == job_id)).all()) == 1

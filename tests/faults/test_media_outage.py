@@ -10,7 +10,8 @@ import pytest
 from botocore.exceptions import EndpointConnectionError
 from flask.testing import FlaskClient
 
-from tests.conftest import Keys, Services, bearer, free_port, insert_job
+from tests.conftest import Keys, Services, bearer, insert_job
+from tests.support.services import free_port
 
 ROUTES = ("/v1/jobs/{id}/video", "/v1/jobs/{id}/frames.jpg")
 

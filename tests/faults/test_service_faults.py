@@ -14,7 +14,9 @@ import requests
 
 from tests.conftest import bearer, shared_file
 from tests.faults.conftest import FaultRow, PrivatePostgres, StackFactory, scenario
-from tests.faults.harness import CLIP, PrivateS3, Stack, duplicated, wait_until
+from tests.support.services import PrivateS3, wait_until
+from tests.support.stack import Stack, duplicated
+from tests.support.videos import CLIP
 
 pytestmark = pytest.mark.slow
 

@@ -15,9 +15,9 @@ import pytest
 
 from core.queue import check_celery_conf, make_celery, soft_time_limit_s
 from core.settings import SettingsError, load_settings
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO
 from tests.faults.conftest import FaultRow, scenario
-from tests.faults.harness import PrivateRedis, wait_until
+from tests.support.services import PrivateRedis, free_port, wait_until
 
 BAD = [
     ({"VERITY_TASK_TIME_LIMIT_S": "900", "VERITY_LEASE_S": "900"}, "inconsistent timeouts"),

@@ -15,7 +15,9 @@ from standardwebhooks.webhooks import Webhook
 
 from tests.conftest import shared_file
 from tests.faults.conftest import FaultRow, StackFactory, scenario
-from tests.faults.harness import CLIP, FAST_ENV, Stack, duplicated, wait_until
+from tests.support.services import wait_until
+from tests.support.stack import FAST_ENV, Stack, duplicated
+from tests.support.videos import CLIP
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,6 @@
-"""Fixtures shared by the API integration tests."""
+"""Integration tier: the API, the client and the CLI over HTTP, job claims and fencing, webhooks, metrics and
+migrations against real Postgres and Redis on 127.0.0.1 and moto's S3 server. Fixtures shared by
+these tests."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.conftest import Services
+from tests.conftest import Services, serving
+from tests.support.live_api import LIVE_API_KEY_CACHE_S, Tenant, new_tenant
 
 
 @pytest.fixture(scope="module")
@@ -26,3 +29,19 @@ def app(services: Services) -> Flask:
 def client(app: Flask) -> Iterator[FlaskClient]:
     with app.test_client() as c:
         yield c
+
+
+@pytest.fixture(scope="module")
+def live_api(services: Services) -> Iterator[str]:
+    """The API served over HTTP from a thread, for the Python client and the CLI."""
+    from api.app import create_app
+    from core.settings import get_settings
+
+    app = create_app(replace(get_settings(), api_key_cache_s=LIVE_API_KEY_CACHE_S))
+    with serving(app) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def tenant(services: Services) -> Tenant:
+    return new_tenant()

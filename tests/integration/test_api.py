@@ -11,9 +11,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from tests.conftest import Keys, Services, bearer, shared_file
-from tests.integration.test_api_uploads import tiny_mp4
-
-MP4_HEAD = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
+from tests.support.videos import MP4_HEAD, tiny_mp4
 
 
 @pytest.fixture(scope="module")

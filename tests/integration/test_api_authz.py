@@ -12,8 +12,8 @@ from flask.testing import FlaskClient
 
 from core.vocabulary import Role
 from tests.conftest import Keys, Services, bearer
-from tests.integration.test_api_openapi import UNDOCUMENTED_ENDPOINTS
-from tests.integration.test_api_uploads import tiny_mp4
+from tests.support.openapi import UNDOCUMENTED_ENDPOINTS
+from tests.support.videos import tiny_mp4
 
 PUBLIC_ENDPOINTS = {"health.healthz", "health.readyz", "metrics.metrics", "review.queue_page", "review.job_page"}
 # Key-or-signed-URL routes whose role check sits in a helper rather than on the view.

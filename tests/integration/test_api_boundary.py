@@ -16,7 +16,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from tests.conftest import Keys, Services, bearer, insert_job
-from tests.integration.test_api_uploads import tiny_mp4
+from tests.support.videos import tiny_mp4
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from tests.conftest import Keys, Services, bearer, free_port, reset_caches
+from tests.conftest import Keys, Services, bearer, reset_caches
+from tests.support.services import free_port
 
 
 def test_unreachable_database_is_503_not_500(services: Services, keys: Keys, monkeypatch: pytest.MonkeyPatch):

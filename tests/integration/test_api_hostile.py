@@ -16,7 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.conftest import Keys, Services, bearer
-from tests.integration.test_api_uploads import tiny_mp4
+from tests.support.videos import tiny_mp4
 
 UPLOAD_CAP = 100_000
 DEEP = 10_000  # levels: ten times Python's default recursion limit

@@ -12,9 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.conftest import REPO, Services
-
-# The spec's own routes and static files are not API operations.
-UNDOCUMENTED_ENDPOINTS = {"static", "review.static", "openapi.openapi_json", "openapi.docs", "openapi.redoc_js"}
+from tests.support.openapi import UNDOCUMENTED_ENDPOINTS
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import REPO, Keys, Services, _wait_port, bearer, free_port
+from tests.conftest import REPO, Keys, Services, bearer
+from tests.support.services import free_port, wait_port
 
 LIMIT = 10
 KEY_CACHE_S = 0.5
@@ -52,7 +53,7 @@ def server(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iter
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        _wait_port(port)
+        wait_port(port)
         yield Server(f"http://127.0.0.1:{port}", port)
     finally:
         proc.terminate()

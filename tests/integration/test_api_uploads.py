@@ -15,7 +15,6 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from fractions import Fraction
-from functools import cache
 from pathlib import Path
 
 import av
@@ -25,22 +24,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from tests.conftest import REPO, Keys, Services, bearer
-from tests.unit.test_media_probe import _box_path, h264_mp4_declaring, write_avi, write_video
-
-
-@cache
-def tiny_mp4(shade: int = 0) -> bytes:
-    """A valid two-frame 64x64 H.264 MP4; a different shade gives a different file."""
-    buffer = io.BytesIO()
-    with av.open(buffer, "w", format="mp4") as out:
-        stream = out.add_stream("libx264", rate=25, options={"preset": "ultrafast"})
-        stream.width = stream.height = 64
-        stream.pix_fmt = "yuv420p"
-        for _ in range(2):
-            frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), shade % 256, np.uint8), format="rgb24")
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode())
-    return buffer.getvalue()
+from tests.support.videos import box_path, h264_mp4_declaring, tiny_mp4, write_avi, write_video
 
 
 def _mkv_declaring_frames(path: Path) -> Path:
@@ -61,7 +45,7 @@ def _mkv_declaring_frames(path: Path) -> Path:
 def _mp4_declaring_samples(path: Path, count: int) -> Path:
     """A valid tiny MP4 whose stsz box then declares `count` constant-size video samples."""
     data = bytearray(tiny_mp4(7))
-    stsz = _box_path(data, ["moov", "trak", "mdia", "minf", "stbl", "stsz"])[-1]
+    stsz = box_path(data, ["moov", "trak", "mdia", "minf", "stbl", "stsz"])[-1]
     data[stsz + 12 : stsz + 20] = struct.pack(">II", 1, count)  # sample_size, sample_count
     path.write_bytes(bytes(data))
     return path
@@ -179,7 +163,7 @@ def test_webcam_and_legacy_avi_codecs_are_accepted(client: FlaskClient, keys: Ke
 def test_a_refused_codec_and_a_refused_container_answer_the_same_415(
     client: FlaskClient, keys: Keys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # As VERITY_ACCEPTED_CODECS=h264 would configure it (load_settings is tested in tests/unit/test_media_probe.py).
+    # As VERITY_ACCEPTED_CODECS=h264 would configure it (load_settings is tested in tests/media/test_media_probe.py).
     config = client.application.config
     monkeypatch.setitem(
         config, "VERITY_SETTINGS", replace(config["VERITY_SETTINGS"], accepted_codecs=frozenset({"h264"}))

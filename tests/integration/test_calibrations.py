@@ -18,6 +18,8 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
+from core.pack_defaults import PackDefaults, pack_defaults
+from core.scoring.verdict import CalibrationState
 from tests.conftest import Keys, Services, bearer
 
 TENANT = "acme"
@@ -29,7 +31,7 @@ def client(services: Services) -> Iterator[FlaskClient]:
     from api.app import create_app
     from db.models import Calibration, Feedback
     from db.session import session_scope
-    from workers.recalibrate import clear_cache
+    from workers.calibration_cache import clear_cache
 
     # Earlier modules (the end-to-end ones) leave real labels and versions in the shared database; these
     # tests reason about the synthetic scores they label themselves, so the earlier labels step aside.
@@ -83,11 +85,12 @@ def _frame_scores(rng: np.random.Generator, label: int) -> dict[str, dict[int, l
 def process(track_scores: dict[str, dict[int, list[float]]], label: int | None = None) -> str:
     """A job scored exactly as workers.pipeline.run_pipeline scores one (same result dict), under the
     active version as the worker will load it, and saved through jobs.complete."""
+    from core.results import FrameRow, JobResult
     from core.scoring.verdict import MemberSpec, score_video
-    from db import jobs
+    from db import finish, jobs
     from db.models import Job
     from db.session import session_scope
-    from workers import recalibrate
+    from workers.calibration_cache import active
 
     job_id = uuid.uuid4()
     with session_scope() as s:
@@ -95,8 +98,9 @@ def process(track_scores: dict[str, dict[int, list[float]]], label: int | None =
     claim = jobs.claim(str(job_id), lease_s=60)
     assert claim is not None
 
-    pack_fusion, base_weights = recalibrate.pack_defaults()
-    current = recalibrate.active(max_age_s=0)
+    pack = _pack()
+    pack_fusion, base_weights = pack.fusion, pack.weights
+    current = active(max_age_s=0)
     members = [MemberSpec(name, "confident", base_weights[name]) for name in MODELS]
     fusion = pack_fusion if current is None else current.fusion_spec(pack_fusion)
     video = score_video(track_scores, members, fusion, None if current is None else current.state).to_dict()
@@ -138,8 +142,31 @@ def process(track_scores: dict[str, dict[int, list[float]]], label: int | None =
         "faces_found": len(frame_rows) // len(MODELS),
         "timings": {},
     }
-    assert jobs.complete(claim, result, frame_rows, {}) is None
+    rows = [FrameRow.from_columns(r) for r in frame_rows]
+    assert finish.complete(claim, JobResult.from_columns(result), rows, {}) is None
     return str(job_id)
+
+
+def _pack() -> PackDefaults:
+    from core.settings import get_settings
+
+    return pack_defaults(get_settings().pack_manifest)
+
+
+def replay(job_id: str, version: str | None = None) -> dict[str, Any]:
+    from db import calibrations
+    from db.session import session_scope
+
+    with session_scope() as s:
+        return calibrations.replay(s, _pack(), job_id, version)
+
+
+def active_state() -> CalibrationState | None:
+    """What the worker reads now (its cache cleared: activation happens in another process)."""
+    from workers.calibration_cache import active_calibration, clear_cache
+
+    clear_cache()
+    return active_calibration()
 
 
 def label(job_id: str, value: str, moderator: str = "moderator") -> None:
@@ -181,8 +208,8 @@ def test_only_admins_may_fit_and_too_few_labels_is_a_clear_422(client: FlaskClie
         assert response.status_code == 403 and response.json["error"]["code"] == "FORBIDDEN"
         assert client.get("/v1/calibrations", headers=bearer(key)).status_code == 403
 
+    from db.calibrations import gather_labelled_jobs
     from db.session import session_scope
-    from workers.recalibrate import gather_labelled_jobs
 
     with session_scope() as s:
         jobs, _ = gather_labelled_jobs(s)
@@ -202,8 +229,8 @@ def test_only_admins_may_fit_and_too_few_labels_is_a_clear_422(client: FlaskClie
 
 def test_majority_label_wins_and_a_tie_is_left_out(services: Services, keys: Keys) -> None:
     from db.apikeys import create_key
+    from db.calibrations import gather_labelled_jobs
     from db.session import session_scope
-    from workers.recalibrate import gather_labelled_jobs
 
     with session_scope() as s:
         for name in ("mod-b", "mod-c"):
@@ -262,14 +289,12 @@ def test_fit_stores_a_candidate_with_counts_and_held_out_metrics(
 
 
 def test_activate_then_roll_back(client: FlaskClient, keys: Keys, fitted: dict[str, Any]) -> None:
-    from workers.recalibrate import active_calibration
-
     first = fitted["version"]
     assert client.post(f"/v1/calibrations/{first}/activate", headers=bearer(keys.moderator)).status_code == 403
     assert client.post("/v1/calibrations/nope/activate", headers=bearer(keys.admin)).status_code == 404
     response = client.post(f"/v1/calibrations/{first}/activate", headers=bearer(keys.admin))
     assert response.status_code == 200 and response.json["status"] == "active"
-    state = active_calibration()
+    state = active_state()
     assert state is not None and state.version == first and set(state.calibrators) == set(MODELS)
 
     second = client.post("/v1/calibrations", json={"seed": 2}, headers=bearer(keys.admin)).json
@@ -285,7 +310,7 @@ def test_activate_then_roll_back(client: FlaskClient, keys: Keys, fitted: dict[s
     statuses = {v["version"]: v["status"] for v in versions(client, keys)["calibrations"]}
     assert statuses[first] == "active" and statuses[second["version"]] == "retired"
     assert sum(1 for s in statuses.values() if s == "active") == 1
-    assert active_calibration().version == first  # type: ignore[union-attr]
+    assert active_state().version == first  # type: ignore[union-attr]
     trail = client.get(f"/v1/calibrations/{first}", headers=bearer(keys.admin)).json["metrics"]["activations"]
     assert [t["previous"] for t in trail] == [[], [second["version"]]]
 
@@ -293,8 +318,6 @@ def test_activate_then_roll_back(client: FlaskClient, keys: Keys, fitted: dict[s
 def test_new_results_carry_the_active_version_and_replay_reproduces_them(
     client: FlaskClient, keys: Keys, fitted: dict[str, Any]
 ) -> None:
-    from workers import recalibrate
-
     # Whatever the previous test left active, make the fitted version active and process under it.
     client.post(f"/v1/calibrations/{fitted['version']}/activate", headers=bearer(keys.admin))
     rng = np.random.default_rng(7)
@@ -306,7 +329,7 @@ def test_new_results_carry_the_active_version_and_replay_reproduces_them(
             "t_low": fitted["thresholds"]["t_low"],
             "t_high": fitted["thresholds"]["t_high"],
         }
-        replayed = recalibrate.replay(job_id)
+        replayed = replay(job_id)
         assert replayed["source"] == "frame_scores"
         assert replayed["replayed"]["verdict"] == result["verdict"]
         assert replayed["replayed"]["score"] == result["score"]  # exactly
@@ -314,7 +337,7 @@ def test_new_results_carry_the_active_version_and_replay_reproduces_them(
         assert replayed["replayed"]["per_model"] == result["models"]
 
     # The same jobs under no calibration: the pack's thresholds, identity calibrators.
-    none = recalibrate.replay(under_version[0], version="none")
+    none = replay(under_version[0], version="none")
     assert none["version"] is None and none["replayed"]["thresholds"]["t_low"] == 0.35
 
     # And the API: admin only, tenant-scoped.
@@ -331,8 +354,6 @@ def test_new_results_carry_the_active_version_and_replay_reproduces_them(
 
 
 def test_replay_is_exact_for_every_fusion_method_and_without_a_version(client: FlaskClient, keys: Keys) -> None:
-    from workers import recalibrate
-
     rng = np.random.default_rng(11)
     for method in ("noisy_or", "stacker"):
         fit = client.post("/v1/calibrations", json={"method": method, "seed": 3}, headers=bearer(keys.admin))
@@ -341,7 +362,7 @@ def test_replay_is_exact_for_every_fusion_method_and_without_a_version(client: F
         client.post(f"/v1/calibrations/{fit.json['version']}/activate", headers=bearer(keys.admin))
         for i in range(6):
             job_id = process(_frame_scores(rng, i % 2))
-            out = recalibrate.replay(job_id)
+            out = replay(job_id)
             assert out["stored"]["calibration_version"] == fit.json["version"]
             assert out["stored"]["method"] == method
             assert out["same_verdict"] and out["same_score"], out
@@ -353,14 +374,14 @@ def test_replay_is_exact_for_every_fusion_method_and_without_a_version(client: F
         old = s.scalars(
             select(Result.job_id).where(Result.calibration_version.is_(None), Result.verdict != "NO_FACE")
         ).first()
-    out = recalibrate.replay(str(old))
+    out = replay(str(old))
     assert out["version"] is None and out["same_verdict"] and out["same_score"]
 
 
 def test_replay_command_prints_json(fitted: dict[str, Any]) -> None:
     from db.models import Result
     from db.session import session_scope
-    from workers.recalibrate import main
+    from tools.recalibrate import main
 
     with session_scope() as s:
         job_id = s.scalars(select(Result.job_id).where(Result.calibration_version == fitted["version"])).first()
@@ -393,7 +414,7 @@ def test_reliability_diagram_is_a_png(client: FlaskClient, keys: Keys, fitted: d
 def test_auto_activation_follows_the_held_out_metrics(client: FlaskClient, keys: Keys) -> None:
     from db.models import Calibration
     from db.session import session_scope
-    from workers.recalibrate import clear_cache
+    from workers.calibration_cache import clear_cache
 
     # Against no calibration at all: live exactly when the held-out metrics say better (which one it is
     # depends on the sampled held-out part: isotonic steps can cost a little AUC while fixing calibration).

@@ -3,7 +3,6 @@ typed errors, streamed uploads, pagination, waiting with progress, and retries a
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import subprocess
@@ -11,8 +10,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -32,48 +29,10 @@ from client.api import (
     VerityError,
     WaitTimeout,
 )
-from tests.conftest import REPO, Services, free_port, insert_job, serving, shared_file
-
-MP4_HEAD = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
-
-
-@dataclass(frozen=True)
-class Tenant:
-    """Keys of a tenant of its own, so job listings see only this module's jobs."""
-
-    name: str
-    submitter: str
-    moderator: str
-
-
-# The live server remembers a checked API key this long (VERITY_API_KEY_CACHE_S): a revoked key is refused after it.
-LIVE_API_KEY_CACHE_S = 0.2
-
-
-@pytest.fixture(scope="module")
-def live_api(services: Services) -> Iterator[str]:
-    from api.app import create_app
-    from core.settings import get_settings
-
-    app = create_app(dataclasses.replace(get_settings(), api_key_cache_s=LIVE_API_KEY_CACHE_S))
-    with serving(app) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def tenant(services: Services) -> Tenant:
-    from db.apikeys import create_key
-    from db.session import session_scope
-
-    name = f"client-{uuid.uuid4().hex[:8]}"
-    with session_scope() as s:
-        submitter = create_key(s, "client-submitter", name, "submitter").plaintext
-        moderator = create_key(s, "client-moderator", name, "moderator").plaintext
-    return Tenant(name, submitter, moderator)
-
-
-def make_job(tenant: str, status: str = "RUNNING", **values: Any) -> str:
-    return str(insert_job(tenant, status, **values))
+from tests.conftest import REPO, Services, shared_file
+from tests.support.live_api import Tenant, make_job
+from tests.support.services import free_port
+from tests.support.videos import MP4_HEAD
 
 
 def update_job(job_id: str, **values: Any) -> None:

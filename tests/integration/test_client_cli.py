@@ -12,17 +12,21 @@ from pathlib import Path
 import pytest
 
 from client.cli import main
-from tests.conftest import REPO, Services, free_port
-from tests.integration.test_client_api import (
-    LIVE_API_KEY_CACHE_S,
-    MP4_HEAD,
-    Tenant,
-    live_api,
-    make_job,
-    tenant,
+from core.results import (
+    Box,
+    DetectionPlan,
+    JobResult,
+    ModelScore,
+    Preprocessing,
+    Track,
+    TrackDetection,
+    Tracks,
 )
-
-__all__ = ["live_api", "tenant"]  # module-scoped fixtures shared with test_client_api
+from core.vocabulary import Verdict
+from tests.conftest import REPO, Services
+from tests.support.live_api import LIVE_API_KEY_CACHE_S, Tenant, make_job
+from tests.support.services import free_port
+from tests.support.videos import MP4_HEAD
 
 
 @pytest.fixture
@@ -140,3 +144,78 @@ def test_keys_go_to_the_database(services: Services, live_api: str, capsys: pyte
     assert code == 3
     code, _, err = run(capsys, "keys", "revoke", "000000000000")
     assert code == 4 and "no key" in err
+
+
+def stored_result(tenant: str) -> str:
+    """A job finished the way a worker finishes one (claim, then finish.complete): two face tracks, three
+    members (one of them failed), each fed its own crop."""
+    from db import finish, jobs
+
+    job_id = make_job(tenant, "QUEUED", filename="two-faces.mp4")
+    box = Box(10.0, 20.0, 74.0, 84.0)
+    tracks = tuple(
+        Track(
+            track_id=track_id,
+            detections=(TrackDetection(0, 0.0, box), TrackDetection(4, 0.4, box)),
+            score=score,
+            raw_fused=score,
+            frames=2,
+            per_model={"meso4_df": score},
+        )
+        for track_id, score in ((0, 0.2), (1, 0.81))
+    )
+    result = JobResult(
+        verdict=Verdict.FAKE,
+        score=0.81,
+        raw_score=0.78,
+        method="weighted_average",
+        t_low=0.3,
+        t_high=0.7,
+        frames_sampled=8,
+        faces_found=4,
+        tracks=Tracks(frames_with_face=4, detection=DetectionPlan(1.0, 40.0, 5), worst_track=1, tracks=tracks),
+        per_model={
+            "meso4_df": ModelScore("mean", 1.0, 2, 0.9, 0.85),
+            "xception_ffpp": ModelScore("confident", 0.5, 2, 0.65, 0.7),
+            "effort_clip": ModelScore("mean", 0.0, 0, None, None, error="RuntimeError: out of memory"),
+        },
+        preprocessing={
+            "meso4_df": Preprocessing("seed", 256, "half"),
+            "xception_ffpp": Preprocessing("square_13", 299, "half"),
+        },
+        model_pack="test@1",
+        test_pack=True,
+    )
+    claim = jobs.claim(job_id, lease_s=60)
+    assert claim is not None
+    assert finish.complete(claim, result, [], {}) is not False
+    return job_id
+
+
+def test_result_and_status_read_as_text_for_a_stored_result(env: Tenant) -> None:
+    """The human output of `verity result` and `verity status`, run as the installed command: the verdict, one
+    count per face track (not the keys of the tracks object) and one line per model with what it was fed."""
+    job_id = stored_result(env.name)
+    command = [str(Path(sys.executable).parent / "verity")]
+    result = subprocess.run([*command, "result", job_id], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:3] == [
+        "verdict   FAKE",
+        "score     0.810   (REAL below 0.300, FAKE from 0.700; weighted_average)",
+        "faces     4 in 8 sampled frames, 2 track(s)",
+    ]
+    # One line per model, in the order the JSONB column keeps its keys (by length, not as written).
+    assert sorted(lines[3:-1]) == [
+        "  effort_clip              RuntimeError: out of memory",
+        "  meso4_df                 calibrated 0.850  raw 0.900  weight 1.00  (seed 256 px, half)",
+        "  xception_ffpp            calibrated 0.700  raw 0.650  weight 0.50  (square_13 299 px, half)",
+    ]
+    assert lines[-1] == "pack      test@1  (TEST PACK: not a real verdict)"
+
+    status = subprocess.run([*command, "status", job_id], capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0, status.stderr
+    job_lines = status.stdout.splitlines()
+    assert job_lines[0].split() == [job_id, "SUCCEEDED", "done", "100%"]
+    assert job_lines[1].startswith("file      two-faces.mp4 (")
+    assert job_lines[2].startswith("created   ") and "finished -" not in job_lines[2]

@@ -13,6 +13,8 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import func, select, update
 
+from core.results import JobResult, Tracks
+from core.vocabulary import Verdict
 from tests.conftest import Services
 
 
@@ -35,19 +37,22 @@ def _job(job_id: str):
         return s.get(Job, uuid.UUID(job_id))
 
 
-RESULT = {
-    "verdict": "REAL",
-    "score": 0.1,
-    "raw_score": 0.1,
-    "method": "weighted_average",
-    "t_low": 0.3,
-    "t_high": 0.7,
-    "model_pack": "test@1",
-}
+RESULT = JobResult(
+    verdict=Verdict.REAL,
+    score=0.1,
+    raw_score=0.1,
+    method="weighted_average",
+    t_low=0.3,
+    t_high=0.7,
+    frames_sampled=0,
+    faces_found=0,
+    tracks=Tracks(frames_with_face=0, detection=None, worst_track=None),
+    model_pack="test@1",
+)
 
 
 def test_a_job_is_claimed_once_and_only_the_current_attempt_writes(services: Services) -> None:
-    from db import jobs
+    from db import finish, jobs
     from db.models import Result
     from db.session import session_scope
 
@@ -65,9 +70,9 @@ def test_a_job_is_claimed_once_and_only_the_current_attempt_writes(services: Ser
     assert second is not None and second.attempt == 2
 
     assert jobs.heartbeat(first, "scoring", 0.5, 60) is False
-    assert jobs.complete(first, RESULT, [], {}) is False, "the stale attempt is fenced off"
-    assert jobs.complete(second, RESULT, [], {"type": "job.succeeded"}) is not False
-    assert jobs.complete(second, RESULT, [], {}) is False, "a result is written once"
+    assert finish.complete(first, RESULT, [], {}) is False, "the stale attempt is fenced off"
+    assert finish.complete(second, RESULT, [], {"type": "job.succeeded"}) is not False
+    assert finish.complete(second, RESULT, [], {}) is False, "a result is written once"
     with session_scope() as s:
         assert s.scalar(select(func.count()).select_from(Result).where(Result.job_id == second.job_id)) == 1
     job = _job(job_id)
@@ -164,7 +169,7 @@ def worker(services: Services, monkeypatch: pytest.MonkeyPatch) -> SimpleNamespa
     as if it were down; a re-enqueued job is recorded (with its countdown) instead of sent."""
     from core.settings import get_settings
     from core.storage import S3Store, StorageError
-    from workers import recalibrate, tasks
+    from workers import calibration_cache, tasks
 
     state = SimpleNamespace(
         settings=replace(get_settings(), max_attempts=3, outage_retry_budget_s=60.0, outage_max_backoff_s=5.0),
@@ -187,7 +192,7 @@ def worker(services: Services, monkeypatch: pytest.MonkeyPatch) -> SimpleNamespa
     monkeypatch.setattr(S3Store, "download_to", download_to)
     monkeypatch.setattr(tasks, "get_settings", lambda: state.settings)
     monkeypatch.setattr(tasks.detect, "apply_async", apply_async)
-    monkeypatch.setattr(recalibrate, "active", lambda: None)
+    monkeypatch.setattr(calibration_cache, "active", lambda: None)
     return state
 
 

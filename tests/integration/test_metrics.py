@@ -307,7 +307,7 @@ def test_a_real_worker_reports_consuming_and_losing_its_broker(
     broker is down, counted again once Celery has reconnected."""
     from db import heartbeat
     from db.session import session_scope
-    from tests.faults.harness import PrivateRedis, wait_until
+    from tests.support.services import PrivateRedis, wait_until
 
     broker = PrivateRedis(tmp_path)
     broker.start()

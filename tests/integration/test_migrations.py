@@ -1,14 +1,23 @@
-"""Alembic: a single head, and upgrade -> downgrade -> upgrade on a real Postgres database."""
+"""Alembic: a single head, upgrade -> downgrade -> upgrade on a real Postgres database, and the migrations
+building exactly the schema the ORM declares."""
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
 from alembic.config import Config
+from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from tests.conftest import REPO, _create_database, _drop_database, database_url, run_migrations
+from tests.conftest import PG_ADMIN_URL
+from tests.support.services import REPO, run_migrations, scratch_database
+
+
+def _engine(url: str) -> sa.Engine:
+    return sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
 
 
 def test_single_head() -> None:
@@ -17,27 +26,39 @@ def test_single_head() -> None:
 
 
 def test_upgrade_downgrade_upgrade_on_postgres() -> None:
-    name = f"verity_migrations_{os.getpid()}"
-    _create_database(name)
-    url = database_url(name)
-    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
-    try:
-        run_migrations(url)
-        tables = set(sa.inspect(engine).get_table_names())
-        assert {
-            "api_keys",
-            "jobs",
-            "results",
-            "frame_scores",
-            "feedback",
-            "calibrations",
-            "webhook_deliveries",
-            "alembic_version",
-        } <= tables
-        run_migrations(url, "base", downgrade=True)
-        assert set(sa.inspect(engine).get_table_names()) <= {"alembic_version"}
-        run_migrations(url)
-        assert "jobs" in sa.inspect(engine).get_table_names()
-    finally:
-        engine.dispose()
-        _drop_database(name)
+    with scratch_database(PG_ADMIN_URL, f"verity_migrations_{os.getpid()}") as url:
+        engine = _engine(url)
+        try:
+            tables = set(sa.inspect(engine).get_table_names())
+            assert {
+                "api_keys",
+                "jobs",
+                "results",
+                "frame_scores",
+                "feedback",
+                "calibrations",
+                "webhook_deliveries",
+                "alembic_version",
+            } <= tables
+            run_migrations(url, "base", downgrade=True)
+            assert set(sa.inspect(engine).get_table_names()) <= {"alembic_version"}
+            run_migrations(url)
+            assert "jobs" in sa.inspect(engine).get_table_names()
+        finally:
+            engine.dispose()
+
+
+def test_migrations_build_the_schema_the_orm_declares() -> None:
+    """What `alembic revision --autogenerate` would write after upgrading to head: nothing. A model changed
+    without a migration (or a migration that drifted from the models) shows up here as the diff to write."""
+    from db.models import Base
+
+    with scratch_database(PG_ADMIN_URL, f"verity_autogen_{os.getpid()}") as url:
+        engine = _engine(url)
+        try:
+            with engine.connect() as conn:
+                context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
+                diff: list[Any] = compare_metadata(context, Base.metadata)
+        finally:
+            engine.dispose()
+    assert diff == [], "the ORM and the migrations disagree:\n" + "\n".join(map(repr, diff))

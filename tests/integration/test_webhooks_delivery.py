@@ -18,7 +18,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from core.settings import Settings, SettingsError
 from tests.conftest import Keys, Services, bearer, delivery_row, insert_delivery
-from tests.faults.harness import Canary, Receiver, Reply
+from tests.support.webhook_receiver import Canary, Receiver, Reply
 
 
 @pytest.fixture

@@ -17,7 +17,8 @@ import pytest
 
 from core.settings import Settings
 from tests.conftest import Keys, Services, bearer, delivery_row, insert_delivery, shared_file
-from tests.faults.harness import CLIP, Canary, Receiver, Reply
+from tests.support.videos import CLIP
+from tests.support.webhook_receiver import Canary, Receiver, Reply
 
 # Spelled to reach the IPv4 canary: loopback by name, number, octal, hex, short form, unspecified, IPv4-mapped.
 LOOPBACK_V4 = [

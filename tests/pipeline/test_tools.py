@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from core.plots import timeline_figure, timeline_png
+from core.results import FrameCounts
 from models.pack import LoadedPack, load_pack
 from models.testpack import TINY_MEMBERS, write_test_pack
 from tools import evaluate, scan
@@ -175,14 +176,14 @@ def test_summary_leaves_no_face_out_of_auc_and_rates() -> None:
 def test_every_test_pack_architecture_scores_a_real_clip(faces: FaceDetector, test_pack: LoadedPack) -> None:
     out = run_pipeline(clip("fake/sberswap_khabenskii.mp4"), faces, test_pack, PipelineConfig(max_frames=6))
     result = out.result
-    assert result["test_pack"] is True and "TEST-ONLY" in result["model_pack"]
+    assert result.test_pack is True and "TEST-ONLY" in (result.model_pack or "")
     assert {m.manifest.format for m in test_pack.members} == {m.format for m in TINY_MEMBERS}
-    assert len(result["per_model"]) == len(TINY_MEMBERS) == 6
-    for name, m in result["per_model"].items():
-        assert "error" not in m, name
-        assert 0.0 <= m["aggregated"] <= 1.0 and m["frames"] > 0, name
-    assert result["verdict"] in {"REAL", "UNCERTAIN", "FAKE"}
-    assert {r["model"] for r in out.frame_rows} == set(result["per_model"])
+    assert len(result.per_model) == len(TINY_MEMBERS) == 6
+    for name, m in result.per_model.items():
+        assert m.error is None, name
+        assert m.aggregated is not None and 0.0 <= m.aggregated <= 1.0 and m.frames > 0, name
+    assert result.verdict in {"REAL", "UNCERTAIN", "FAKE"}
+    assert {r.model for r in out.frame_rows} == set(result.per_model)
 
 
 def _write_faceless_video(path: Path, seconds: float = 2.0, fps: int = 10) -> None:
@@ -202,10 +203,10 @@ def test_a_clip_without_faces_abstains(tmp_path: Path, faces: FaceDetector, test
     video = tmp_path / "noface.mp4"
     _write_faceless_video(video)
     result = run_pipeline(video, faces, test_pack, PipelineConfig(max_frames=8)).result
-    assert result["verdict"] == "NO_FACE"
-    assert result["score"] is None and result["per_model"] == {} and result["tracks"]["tracks"] == []
-    assert result["frames_sampled"] == 8
-    assert result["video"]["frames"] == {"requested": 8, "decoded": 8, "with_face": 0, "missing": []}
+    assert result.verdict == "NO_FACE"
+    assert result.score is None and result.per_model == {} and result.tracks.tracks == ()
+    assert result.frames_sampled == 8
+    assert result.video is not None and result.video.frames == FrameCounts(8, 8, 0)
 
 
 def test_frames_that_did_not_decode_are_recorded_in_the_result(
@@ -219,15 +220,15 @@ def test_frames_that_did_not_decode_are_recorded_in_the_result(
     lost = tuple(f.index for f in full.frames[-2:])
     short = dataclasses.replace(full, frames=full.frames[:-2], missing=lost)
     result = run_pipeline(video, faces, test_pack, config, decoded=short).result
-    assert result["frames_sampled"] == 6
-    assert result["video"]["frames"] == {"requested": 8, "decoded": 6, "with_face": 0, "missing": list(lost)}
+    assert result.frames_sampled == 6
+    assert result.video is not None and result.video.frames == FrameCounts(8, 6, 0, lost)
 
 
 def test_the_crowd_clip_yields_several_tracks(faces: FaceDetector, test_pack: LoadedPack) -> None:
     # 16, not 8: at 8 samples (0.52 s apart) these small, moving faces rarely overlap IoU >= 0.3 between
     # samples and link into only 2 tracks of >= 3 detections; at 16 they give 12.
     out = run_pipeline(clip("real/facenet_crowd.mp4"), faces, test_pack, PipelineConfig(max_frames=16))
-    tracks = out.result["tracks"]["tracks"]
+    tracks = out.result.tracks.tracks
     assert len(tracks) >= 3
-    assert all(len(t["detections"]) >= 3 for t in tracks)
-    assert {r["track_id"] for r in out.frame_rows} == {t["track_id"] for t in tracks}
+    assert all(len(t.detections) >= 3 for t in tracks)
+    assert {r.track_id for r in out.frame_rows} == {t.track_id for t in tracks}

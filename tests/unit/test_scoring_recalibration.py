@@ -7,28 +7,23 @@ import random
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from core.scoring.calibration import IsotonicCalibrator, PlattCalibrator
 from core.scoring.fusion import noisy_or
-from core.scoring.recalibration import (
-    LabelledJob,
-    NotEnoughLabels,
-    RecalibrationConfig,
-    Setup,
-    VersionSpec,
-    choose_thresholds,
-    recalibrate,
-    score_jobs,
-    stratified_split,
-)
+from core.scoring.recalibration import recalibrate
+from core.scoring.recalibration_config import KNOBS, RecalibrationConfig
+from core.scoring.recalibration_steps import choose_thresholds, score_jobs, stratified_split
+from core.scoring.recalibration_types import LabelledJob, NotEnoughLabels, Recalibration, Setup, VersionSpec
 from core.scoring.verdict import CalibrationState, FusionSpec, MemberSpec, score_video
 
 PACK_FUSION = FusionSpec("weighted_average", 0.35, 0.65, 1)
 IDENTITY = Setup(None, PACK_FUSION, {})
+Fitted = tuple[list[LabelledJob], Recalibration]
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
+def _sigmoid(z: NDArray[np.float64]) -> NDArray[np.float64]:
+    return np.asarray(1.0 / (1.0 + np.exp(-z)), dtype=np.float64)
 
 
 def generate(n: int, seed: int = 0, fake_share: float = 0.4) -> list[LabelledJob]:
@@ -55,12 +50,12 @@ def generate(n: int, seed: int = 0, fake_share: float = 0.4) -> list[LabelledJob
 
 
 @pytest.fixture(scope="module")
-def fitted():
+def fitted() -> Fitted:
     jobs = generate(6000)
     return jobs, recalibrate(jobs, IDENTITY, RecalibrationConfig(seed=3))
 
 
-def test_a_miscalibrated_model_is_corrected_on_held_out_data(fitted) -> None:
+def test_a_miscalibrated_model_is_corrected_on_held_out_data(fitted: Fitted) -> None:
     _, fit = fitted
     squashed = fit.metrics["per_model"]["squashed"]
     assert squashed["calibrator"] == "isotonic"
@@ -74,7 +69,7 @@ def test_a_miscalibrated_model_is_corrected_on_held_out_data(fitted) -> None:
     assert fit.better, fit.metrics["better_reasons"]
 
 
-def test_feedback_weights_follow_agreement_with_moderators(fitted) -> None:
+def test_feedback_weights_follow_agreement_with_moderators(fitted: Fitted) -> None:
     _, fit = fitted
     assert fit.feedback_weights["reliable"] == pytest.approx(2.2, abs=0.03)
     assert fit.feedback_weights["contrarian"] == pytest.approx(0.3, abs=0.03)
@@ -84,7 +79,7 @@ def test_feedback_weights_follow_agreement_with_moderators(fitted) -> None:
     assert "reliable" in fit.reliable_models and "contrarian" not in fit.reliable_models
 
 
-def test_thresholds_hit_the_target_fpr_on_held_out_data(fitted) -> None:
+def test_thresholds_hit_the_target_fpr_on_held_out_data(fitted: Fitted) -> None:
     _, fit = fitted
     after = fit.metrics["held_out"]["after"]
     n_real = after["n_real"]
@@ -175,7 +170,7 @@ def test_split_is_stratified_and_seeded() -> None:
     assert stratified_split(ids, labels, 0.3, seed=1) != (train, held)
 
 
-def test_the_stored_version_round_trips_and_is_json(fitted) -> None:
+def test_the_stored_version_round_trips_and_is_json(fitted: Fitted) -> None:
     _, fit = fitted
     columns = fit.row_columns()
     stored = json.loads(json.dumps(columns))  # what a JSON column gives back
@@ -211,3 +206,23 @@ def test_a_model_wrong_most_of_the_time_is_down_weighted_even_when_few() -> None
     fit = recalibrate(jobs, IDENTITY)
     assert fit.feedback_weights["contrarian"] < 0.45
     assert fit.feedback_weights["reliable"] > 1.9
+
+
+def test_the_operator_knobs_are_declared_once_with_their_settings_names() -> None:
+    names = {name: (knob.option, knob.env, knob.flag) for name, knob in KNOBS}
+    assert names == {
+        "target_fpr": ("target_fpr", "VERITY_RECAL_TARGET_FPR", "--target-fpr"),
+        "uncertain_band": ("uncertain_band", "VERITY_RECAL_UNCERTAIN_BAND", "--uncertain-band"),
+        "held_out_fraction": ("held_out_fraction", "VERITY_RECAL_HELD_OUT", "--held-out"),
+        "seed": ("seed", "VERITY_RECAL_SEED", "--seed"),
+        "min_per_class": ("min_per_class", "VERITY_RECAL_MIN_PER_CLASS", "--min-per-class"),
+        "min_isotonic_labels": ("min_isotonic_labels", "VERITY_RECAL_MIN_ISOTONIC", "--min-isotonic"),
+        "fusion_method": ("method", "VERITY_RECAL_METHOD", "--method"),
+    }
+
+
+def test_overrides_replace_set_fields_and_are_validated() -> None:
+    base = RecalibrationConfig(seed=4)
+    assert base.with_overrides(target_fpr=0.1, seed=None) == RecalibrationConfig(seed=4, target_fpr=0.1)
+    with pytest.raises(ValueError, match="target_fpr must be in"):
+        base.with_overrides(target_fpr=2.0)

@@ -24,6 +24,7 @@ from core.crop_spec import (
 )
 from core.media.decode import Frame, read_frames
 from core.preprocessing import HALF
+from core.results import Preprocessing
 from tests.conftest import TESTDATA, shared_file
 from workers.media import crops as crops_module
 from workers.media.crops import Box, cut_crop, cut_crops
@@ -261,9 +262,9 @@ def test_pipeline_feeds_each_member_its_own_convention() -> None:
     assert set(crops) == {("seed_pad30", 64), ("square_1.3", 64)}
     np.testing.assert_array_equal(crops["square_1.3", 64][1], cut_crop(image, boxes[1], SQUARE_13, 64))
     assert member_preprocessing(pack) == {
-        "a": {"crop": "seed_pad30", "input_size": 64, "normalisation": "half"},
-        "b": {"crop": "square_1.3", "input_size": 64, "normalisation": "half"},
-        "c": {"crop": "seed_pad30", "input_size": 64, "normalisation": "half"},
+        "a": Preprocessing("seed_pad30", 64, "half"),
+        "b": Preprocessing("square_1.3", 64, "half"),
+        "c": Preprocessing("seed_pad30", 64, "half"),
     }
 
 

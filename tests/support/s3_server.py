@@ -1,6 +1,6 @@
 """An S3 server (moto) that keeps its objects across a stop and a start, like a real store with a disk.
 
-    python -m tests.faults.s3_server --port 9000 --data /tmp/s3 --bucket verity
+    python -m tests.support.s3_server --port 9000 --data /tmp/s3 --bucket verity
 
 SIGTERM stops it listening, writes every object under ``--data`` and exits. Started again with the same
 ``--data``, it loads them back *before* it listens on ``--port``, so no client ever sees the store half

@@ -21,7 +21,7 @@ from models.integrity import sha256_file
 from models.loading import IdentityError, WrongFormatError, check_identity, identity_problems
 from models.pack import load_member, load_pack
 from tests.conftest import REPO
-from tests.interop import INTEROP, VECTORS, Vector, expected_or_skip, generator
+from tests.support.interop import INTEROP, VECTORS, Vector, expected_or_skip, generator
 
 SEED_PACK = REPO / "models" / "packs" / "seed-deepfakebench.yaml"
 DFDC_PACK = REPO / "models" / "packs" / "dfdc-winner.yaml"

@@ -25,7 +25,7 @@ from models.checkpoint import (
     read_checkpoint,
     read_state_dict,
 )
-from tests.interop import INTEROP, Vector, expected, generator
+from tests.support.interop import INTEROP, Vector, expected, generator
 
 pytestmark = pytest.mark.skipif(
     not (INTEROP / "make_checkpoint.py").is_file(), reason=f"interop vectors not found in {INTEROP}"
@@ -62,7 +62,7 @@ def checkpoint_path(tmp_path: Path) -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def dfdc(interop_vector: Callable[[str], Vector]) -> Path:
     """The DFDC winner's B7 file at full size (267 MB, legacy format), written once per session and checked
-    against expected/dfdc_tf_efficientnet_b7.json's tensors_sha256 by tests.interop.make_vector."""
+    against expected/dfdc_tf_efficientnet_b7.json's tensors_sha256 by tests.support.interop.make_vector."""
     return interop_vector(DFDC).checkpoint
 
 

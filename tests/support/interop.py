@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-INTEROP = Path(__file__).resolve().parent.parent.parent / "shared" / "interop"
+INTEROP = Path(__file__).resolve().parents[3] / "shared" / "interop"
 
 # Vector stem -> the Verity format that runs it, and builder options for the tiny variants.
 VECTORS: dict[str, tuple[str, dict[str, Any]]] = {

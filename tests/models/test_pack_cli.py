@@ -16,7 +16,7 @@ from core.manifest import read_manifest
 from models.integrity import sha256_file
 from models.pack_cli import Refused, check_pack, import_checkpoint, main
 from tests.conftest import shared_file
-from tests.interop import VECTORS, Vector
+from tests.support.interop import VECTORS, Vector
 
 VectorFactory = Callable[[str], Vector]
 

@@ -100,7 +100,7 @@ def test_every_architecture_loads_strictly_and_predicts(loaded: LoadedPack) -> N
         assert np.all((scores >= 0) & (scores <= 1)), member.manifest.name
 
 
-# MesoNet is read from Keras HDF5 files: tests/unit/test_models_mesonet.py.
+# MesoNet is read from Keras HDF5 files: tests/models/test_models_mesonet.py.
 @pytest.mark.parametrize(
     "member", [m for m in TINY_MEMBERS if not get_format(m.format).load_weights], ids=lambda m: m.format
 )

@@ -1,0 +1,4 @@
+"""Helpers the test modules share (videos, services, the fault stack, webhook receivers, interop vectors).
+
+Test modules import from here or take conftest fixtures, never from one another.
+"""

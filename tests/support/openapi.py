@@ -1,0 +1,8 @@
+"""Facts about the API's routes that more than one API test checks against."""
+
+from __future__ import annotations
+
+# The spec's own routes and static files are not API operations.
+UNDOCUMENTED_ENDPOINTS = frozenset(
+    {"static", "review.static", "openapi.openapi_json", "openapi.docs", "openapi.redoc_js"}
+)
