@@ -165,49 +165,44 @@ class JobResult:
             "preprocessing": {name: p.to_json() for name, p in self.preprocessing.items()},
         }
 
-    def columns(self) -> dict[str, Any]:
-        """The ``results`` row's values (``Result(job_id=..., attempt=..., **result.columns())``)."""
-        parts = self._json_parts()
+    def _common(self, parts: Mapping[str, Any]) -> dict[str, Any]:
+        """The values the ``results`` row and the API view hold under the same names."""
         return {
             "verdict": self.verdict.value,
             "score": self.score,
             "raw_score": self.raw_score,
             "method": self.method,
-            "t_low": self.t_low,
-            "t_high": self.t_high,
-            "per_model": parts["per_model"],
             "tracks": parts["tracks"],
-            "overrides": {"applied": parts["overrides"]},
             "faces_found": self.faces_found,
             "frames_sampled": self.frames_sampled,
             "timings": parts["timings"],
-            "video": parts["video"] or {},  # the column is NOT NULL
             "preprocessing": parts["preprocessing"],
             "model_pack": self.model_pack,
             "test_pack": self.test_pack,
             "calibration_version": self.calibration_version,
         }
 
+    def columns(self) -> dict[str, Any]:
+        """The ``results`` row's values (``Result(job_id=..., attempt=..., **result.columns())``)."""
+        parts = self._json_parts()
+        return {
+            **self._common(parts),
+            "t_low": self.t_low,
+            "t_high": self.t_high,
+            "per_model": parts["per_model"],
+            "overrides": {"applied": parts["overrides"]},
+            "video": parts["video"] or {},  # the column is NOT NULL
+        }
+
     def view(self) -> dict[str, Any]:
         """The API's result view (api.schemas.ResultView) less ``job_id`` and ``created_at``, the row's own."""
         parts = self._json_parts()
         return {
-            "verdict": self.verdict.value,
-            "score": self.score,
-            "raw_score": self.raw_score,
-            "method": self.method,
+            **self._common(parts),
             "thresholds": {"t_low": self.t_low, "t_high": self.t_high},
             "models": parts["per_model"],
-            "tracks": parts["tracks"],
             "overrides": parts["overrides"],
-            "faces_found": self.faces_found,
-            "frames_sampled": self.frames_sampled,
             "video": parts["video"],
-            "timings": parts["timings"],
-            "preprocessing": parts["preprocessing"],
-            "model_pack": self.model_pack,
-            "test_pack": self.test_pack,
-            "calibration_version": self.calibration_version,
         }
 
     @classmethod

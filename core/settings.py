@@ -313,16 +313,20 @@ def _default_webhook_secret(home: Path) -> str:
     return secret
 
 
+def sqlalchemy_url(database_url: str) -> str:
+    """A libpq-style ``postgres(ql)://`` URL names the psycopg 3 driver for SQLAlchemy (which would pick psycopg2)."""
+    for prefix in ("postgres://", "postgresql://"):
+        if database_url.startswith(prefix):
+            return "postgresql+psycopg://" + database_url.removeprefix(prefix)
+    return database_url
+
+
 def load_settings() -> Settings:
     if _env("VERITY_DB_RETRY_S") is not None:
         # Replaced, not ignored: a deployment that set it would silently get another retry window than it chose.
         raise SettingsError("VERITY_DB_RETRY_S was replaced by VERITY_OUTAGE_RETRY_BUDGET_S (README, Reliability)")
     home = Path(_env("VERITY_HOME", str(REPO_ROOT / ".verity")) or "").resolve()
-    database_url = _env("DATABASE_URL") or f"sqlite:///{home / 'verity.db'}"
-    if database_url.startswith("postgres://"):
-        database_url = "postgresql+psycopg://" + database_url.removeprefix("postgres://")
-    elif database_url.startswith("postgresql://"):
-        database_url = "postgresql+psycopg://" + database_url.removeprefix("postgresql://")
+    database_url = sqlalchemy_url(_env("DATABASE_URL") or f"sqlite:///{home / 'verity.db'}")
     lease_s = _env_int("VERITY_LEASE_S", 1200)
     settings = Settings(
         home=home,

@@ -49,13 +49,13 @@ from core.crop_spec import crop_convention
 from core.manifest import read_manifest
 from core.media.errors import MediaError
 from core.results import JobResult
-from core.settings import REPO_ROOT, load_settings
+from core.settings import REPO_ROOT, load_settings, sqlalchemy_url
 from models.detector import TorchDetector
 from models.formats import get_format
 from models.loading import build
 from models.pack import LoadedMember, LoadedPack, load_pack
-from tools.bench_services import DEFAULT_PG_ADMIN, moto_s3, scratch_database
 from tools.naive import NaiveResult, run_naive, seed_mtcnn
+from tools.services import DEFAULT_PG_ADMIN, moto_s3, scratch_database
 from workers.media.faces import FaceDetector
 from workers.pipeline import (
     Decoded,
@@ -313,7 +313,7 @@ class StorageRoundTrip:
             )
             self._bucket = "verity-bench"
             self._s3.create_bucket(Bucket=self._bucket)
-            engine = make_engine(url)
+            engine = make_engine(sqlalchemy_url(url))
             self._services.callback(engine.dispose)  # before the database is dropped
             self._sessions = sessionmaker(bind=engine, expire_on_commit=False)
         except BaseException:

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from core.settings import REPO_ROOT
-from tools.bench_services import DEFAULT_PG_ADMIN, moto_s3, scratch_database, wait_port
+from tools.services import DEFAULT_PG_ADMIN, moto_s3, scratch_database, wait_port
 from tools.stack import Service, free_port, venv_bin
 from tools.stack import Stack as Processes
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent.parent
 WEBHOOK_TESTS = ["tests/integration/test_webhooks_delivery.py", "tests/integration/test_webhooks_ssrf.py"]
 # Webhook tests have no jobs to count; each group becomes one row of the table.
-GROUPS = {
+GROUPS: dict[str, Callable[[str], bool]] = {
     "9 webhook signatures (standardwebhooks)": lambda nodeid: "signature" in nodeid,
     "10 webhook retries (backoff, 2xx/3xx/timeout/410/Retry-After)": lambda nodeid: (
         "test_webhooks_delivery" in nodeid and "signature" not in nodeid

@@ -159,7 +159,7 @@ def test_reaper_resends_every_queued_job_when_the_broker_lost_its_data(own_broke
 def test_with_retry_rides_out_transient_errors_only(monkeypatch: pytest.MonkeyPatch) -> None:
     from db import retry
 
-    monkeypatch.setattr(retry.time, "sleep", lambda _s: None)
+    monkeypatch.setattr("db.retry.time.sleep", lambda _s: None)
     calls: list[int] = []
 
     def flaky() -> str:
@@ -183,26 +183,25 @@ def test_a_save_whose_reply_was_lost_is_not_mistaken_for_being_fenced_off(
     its own committed result (and return its webhook), not report the attempt as fenced off."""
     from contextlib import contextmanager
 
-    from db import finish, jobs, retry
+    from db import finish, jobs
     from db.models import Result
     from db.session import session_scope
 
     job_id = _job()
     claim = jobs.claim(str(job_id), 600)
     assert claim is not None
-    real = finish.session_scope
     dropped: list[bool] = []
 
     @contextmanager
     def reply_lost_once() -> Iterator[Any]:
-        with real() as session:
+        with session_scope() as session:  # the real one: only db.finish's name is replaced below
             yield session
         if not dropped:
             dropped.append(True)
             raise OperationalError("COMMIT", {}, Exception("connection lost after commit"))
 
     monkeypatch.setattr(finish, "session_scope", reply_lost_once)
-    monkeypatch.setattr(retry.time, "sleep", lambda _s: None)
+    monkeypatch.setattr("db.retry.time.sleep", lambda _s: None)
     result = JobResult(Verdict.REAL, 0.1, 0.1, "weighted_average", None, None, 0, 0, Tracks(0, None, None))
     outcome = finish.complete(claim, result, [], {"type": "job.succeeded"}, retry_s=30)
     assert outcome not in (False, None), "the retry found its own write"
@@ -225,7 +224,7 @@ def test_a_claim_during_a_database_outage_goes_back_to_the_queue(
     monkeypatch.setattr(jobs, "take", down)
     with pytest.raises(Reject) as caught:
         tasks.detect(str(_job()))
-    assert caught.value.requeue is True
+    assert caught.value.requeue is True  # type: ignore[attr-defined]  # celery-types' Reject lacks requeue
 
 
 def test_the_server_drops_a_vanished_clients_locks_within_a_minute(services: Services) -> None:

@@ -9,8 +9,10 @@ from collections.abc import Iterator
 import pytest
 from botocore.exceptions import EndpointConnectionError
 from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
 from tests.conftest import Keys, Services, bearer, insert_job
+from tests.support.http import body
 from tests.support.services import free_port
 
 ROUTES = ("/v1/jobs/{id}/video", "/v1/jobs/{id}/frames.jpg")
@@ -42,10 +44,10 @@ def _scored_job() -> uuid.UUID:
     return job_id
 
 
-def _assert_store_unavailable(response: object) -> None:
-    assert response.status_code == 503, response.get_data(as_text=True)  # type: ignore[attr-defined]
-    assert response.headers["Retry-After"] == "5"  # type: ignore[attr-defined]
-    assert response.json["error"]["code"] == "STORAGE_UNAVAILABLE"  # type: ignore[attr-defined]
+def _assert_store_unavailable(response: TestResponse) -> None:
+    assert response.status_code == 503, response.get_data(as_text=True)
+    assert response.headers["Retry-After"] == "5"
+    assert body(response)["error"]["code"] == "STORAGE_UNAVAILABLE"
 
 
 @pytest.mark.parametrize("route", ROUTES)
@@ -66,7 +68,7 @@ def test_an_unreachable_store_is_503_with_retry_after(
 def test_a_stored_video_that_is_gone_is_404(client: FlaskClient, keys: Keys, route: str) -> None:
     response = client.get(route.format(id=_scored_job()), headers=bearer(keys.submitter))
     assert response.status_code == 404, response.get_data(as_text=True)
-    assert response.json["error"]["code"] == "NOT_FOUND"
+    assert body(response)["error"]["code"] == "NOT_FOUND"
 
 
 def test_a_store_lost_between_size_and_read_is_503_not_a_broken_stream(

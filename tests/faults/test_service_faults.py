@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
 
 import pytest
 import redis
 import requests
 
 from tests.conftest import bearer, shared_file
-from tests.faults.conftest import FaultRow, PrivatePostgres, StackFactory, scenario
-from tests.support.services import PrivateS3, wait_until
+from tests.faults.conftest import FaultRow, StackFactory, scenario
+from tests.support.services import PrivatePostgres, PrivateS3, wait_until
 from tests.support.stack import Stack, duplicated
 from tests.support.videos import CLIP
 
@@ -87,7 +88,7 @@ def test_broker_down_at_submission_still_accepts_and_runs_later(make_stack: Stac
 
 def _api_statuses(stack: Stack, job_id: str) -> dict[str, int]:
     headers = bearer(stack.key)
-    calls = {
+    calls: dict[str, Callable[[], requests.Response]] = {
         "GET /v1/jobs/<id>": lambda: requests.get(f"{stack.base}/v1/jobs/{job_id}", headers=headers, timeout=30),
         "GET /v1/jobs": lambda: requests.get(f"{stack.base}/v1/jobs", headers=headers, timeout=30),
         "GET /v1/jobs/<id>/result": lambda: requests.get(

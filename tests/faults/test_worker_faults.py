@@ -204,7 +204,11 @@ def test_a_job_whose_worker_keeps_dying_fails_with_a_code_and_a_webhook(
     stack.start_worker("gpu")
     job_id = stack.submit(_clip())
     for attempt in (1, 2):
-        wait_until(lambda a=attempt: stack.job(job_id)["attempt"] == a, 120, f"attempt {attempt}")
+
+        def reached(a: int = attempt) -> bool:
+            return bool(stack.job(job_id)["attempt"] == a)
+
+        wait_until(reached, 120, f"attempt {attempt}")
         stack.wait_stage(job_id, MID_INFERENCE)
         (child,) = stack.children("gpu")
         os.kill(child, signal.SIGKILL)  # e.g. the kernel's OOM killer, every time

@@ -10,12 +10,14 @@ import dataclasses
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from flask import Flask
 from sqlalchemy import event
 
 from tests.conftest import Services, bearer
+from tests.support.http import body
 
 
 class Clock:
@@ -69,7 +71,7 @@ def test_a_revoked_key_stops_working_within_the_ttl(services: Services) -> None:
     assert other.get("/v1/jobs", headers=bearer(key)).status_code == 401
     clock.now += 0.1
     response = client.get("/v1/jobs", headers=bearer(key))
-    assert response.status_code == 401 and response.json["error"]["code"] == "UNAUTHENTICATED"
+    assert response.status_code == 401 and body(response)["error"]["code"] == "UNAUTHENTICATED"
     clock.now -= 5.0  # the refusal is not cached either: nothing brings the key back
     assert client.get("/v1/jobs", headers=bearer(key)).status_code == 401
 
@@ -88,7 +90,7 @@ def counted_statements() -> Iterator[list[str]]:
 
     seen: list[str] = []
 
-    def count(_conn, _cursor, statement, _params, _context, _many):  # type: ignore[no-untyped-def]
+    def count(_conn: Any, _cursor: Any, statement: str, _params: Any, _context: Any, _many: bool) -> None:
         seen.append(statement)
 
     event.listen(get_engine(), "before_cursor_execute", count)

@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 
 from core.vocabulary import Role
 from tests.conftest import Keys, Services, bearer
+from tests.support.http import body
 from tests.support.openapi import UNDOCUMENTED_ENDPOINTS
 from tests.support.videos import tiny_mp4
 
@@ -42,7 +43,7 @@ def acme_job(client: FlaskClient, keys: Keys) -> str:
         content_type="multipart/form-data",
     )
     assert response.status_code == 202, response.json
-    return str(response.json["id"])
+    return str(body(response)["id"])
 
 
 def required_role(app: Flask, endpoint: str) -> Role | None:
@@ -68,7 +69,9 @@ def test_every_route_is_either_public_or_needs_a_role(app: Flask, acme_job: str)
     assert not unclassified, f"routes with neither require_role nor a place in PUBLIC_ENDPOINTS: {unclassified}"
 
 
-def test_authorisation_sweep(app: Flask, client: FlaskClient, keys: Keys, globex: dict[str, str], acme_job: str):
+def test_authorisation_sweep(
+    app: Flask, client: FlaskClient, keys: Keys, globex: dict[str, str], acme_job: str
+) -> None:
     checked = 0
     for endpoint, method, url in routes(app, acme_job):
         role = required_role(app, endpoint)
@@ -78,15 +81,15 @@ def test_authorisation_sweep(app: Flask, client: FlaskClient, keys: Keys, globex
         for label, headers in (("no key", {}), ("revoked", bearer(keys.revoked)), ("bad", bearer("vrt_x_y"))):
             response = client.open(url, method=method, headers=headers)
             assert response.status_code == 401, (label, method, url, response.status_code)
-            assert response.json["error"]["code"] == "UNAUTHENTICATED"
+            assert body(response)["error"]["code"] == "UNAUTHENTICATED"
         if role in BELOW:
             below = getattr(keys, BELOW[role])
             response = client.open(url, method=method, headers=bearer(below))
             assert response.status_code == 403, (method, url, response.status_code)
-            assert response.json["error"]["code"] == "FORBIDDEN"
+            assert body(response)["error"]["code"] == "FORBIDDEN"
         if "<job_id>" in next(r.rule for r in app.url_map.iter_rules() if r.endpoint == endpoint):
             response = client.open(url, method=method, headers=bearer(globex[role.value]), json=BODIES.get(endpoint))
             assert response.status_code == 404, ("other tenant", method, url, response.status_code)
-            assert response.json["error"]["code"] == "NOT_FOUND"
+            assert body(response)["error"]["code"] == "NOT_FOUND"
         checked += 1
     assert checked >= 20

@@ -14,8 +14,11 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
+from werkzeug.test import TestResponse
 
 from tests.conftest import Keys, Services, bearer, insert_job
+from tests.support.http import body
 from tests.support.videos import tiny_mp4
 
 
@@ -24,19 +27,23 @@ def finished_job(services: Services) -> str:
     return str(insert_job("acme", "SUCCEEDED"))
 
 
-def error(response: Any) -> tuple[int, str, str]:
-    body = response.json
-    assert set(body) == {"error"}, body
-    return response.status_code, body["error"]["code"], body["error"]["message"]
+def error(response: TestResponse) -> tuple[int, str, str]:
+    shape = body(response)
+    assert set(shape) == {"error"}, shape
+    return response.status_code, shape["error"]["code"], shape["error"]["message"]
 
 
-def feedback(client: FlaskClient, keys: Keys, job_id: str, raw: str | bytes, content_type: str = "application/json"):
+def feedback(
+    client: FlaskClient, keys: Keys, job_id: str, raw: str | bytes, content_type: str = "application/json"
+) -> TestResponse:
     return client.post(
         f"/v1/jobs/{job_id}/feedback", data=raw, content_type=content_type, headers=bearer(keys.moderator)
     )
 
 
-def submit(client: FlaskClient, key: str, video: bytes, headers: dict[str, str] | None = None, **fields: Any):
+def submit(
+    client: FlaskClient, key: str, video: bytes, headers: dict[str, str] | None = None, **fields: Any
+) -> TestResponse:
     data = {"file": (io.BytesIO(video), "clip.mp4"), **fields}
     return client.post(
         "/v1/jobs", data=data, content_type="multipart/form-data", headers={**bearer(key), **(headers or {})}
@@ -77,7 +84,7 @@ def test_feedback_text_and_numbers_are_refused_naming_the_field(
 def test_a_valid_surrogate_pair_is_text_like_any_other(client: FlaskClient, keys: Keys, finished_job: str) -> None:
     response = feedback(client, keys, finished_job, '{"label": "FAKE", "note": "\\ud83d\\ude00 face swap"}')
     assert response.status_code == 201, response.json
-    assert response.json["note"] == "\U0001f600 face swap"
+    assert body(response)["note"] == "\U0001f600 face swap"
 
 
 @pytest.mark.parametrize(
@@ -160,7 +167,8 @@ def test_upload_fields_go_through_the_same_boundary(
     client: FlaskClient, keys: Keys, field: str, raw: str, problem: str
 ) -> None:
     before = bucket_keys()
-    status, code, message = error(submit(client, keys.submitter, tiny_mp4(42), **{field: raw}))
+    fields: dict[str, Any] = {field: raw}  # a form field, never the headers parameter
+    status, code, message = error(submit(client, keys.submitter, tiny_mp4(42), **fields))
     assert (status, code) == (400, "INVALID_PARAMETER") and problem in message, message
     assert bucket_keys() == before
 
@@ -210,7 +218,7 @@ def test_the_upload_cap_is_measured_on_the_file_and_nothing_is_stored(services: 
     assert bucket_keys() == before, "a refused upload left objects in the bucket"
     at_cap = tiny_mp4(46) + b"\x00" * (1_000_000 - len(tiny_mp4(46)))
     response = submit(capped, keys.submitter, at_cap)
-    assert response.status_code == 202 and response.json["size_bytes"] == 1_000_000
+    assert response.status_code == 202 and body(response)["size_bytes"] == 1_000_000
 
 
 # --- item 5: protocol edges ---------------------------------------------------------------------------------
@@ -227,13 +235,13 @@ def test_idempotency_key_reused_with_a_different_request_is_422(client: FlaskCli
     first = submit(client, keys.submitter, tiny_mp4(47), {"Idempotency-Key": key}, max_frames="4")
     assert first.status_code == 202, first.json
     same = submit(client, keys.submitter, tiny_mp4(47), {"Idempotency-Key": key}, max_frames="04")
-    assert same.status_code == 200 and same.json["id"] == first.json["id"]
+    assert same.status_code == 200 and body(same)["id"] == body(first)["id"]
     assert same.headers["Idempotent-Replayed"] == "true"
     before = bucket_keys()
     for video, fields in ((tiny_mp4(48), {"max_frames": "4"}), (tiny_mp4(47), {"max_frames": "5"}),
                           (tiny_mp4(47), {"max_frames": "4", "metadata": '{"a": 1}'})):  # fmt: skip
         status, code, message = error(submit(client, keys.submitter, video, {"Idempotency-Key": key}, **fields))
-        assert (status, code) == (422, "IDEMPOTENCY_KEY_REUSED") and first.json["id"] in message
+        assert (status, code) == (422, "IDEMPOTENCY_KEY_REUSED") and body(first)["id"] in message
     assert bucket_keys() == before
 
 
@@ -243,14 +251,20 @@ def test_failed_authentication_is_limited_per_address_before_any_lookup(
     import api.auth
     from api.app import create_app
     from core.settings import get_settings
+    from db.apikeys import authenticate
+    from db.models import ApiKey
 
     app = create_app(replace(get_settings(), auth_fail_limit_per_min=5, api_key_cache_s=0))
     address = f"198.51.100.{uuid.uuid4().int % 250}"
     attacker = app.test_client()
     attacker.environ_base["REMOTE_ADDR"] = address
     lookups: list[str] = []
-    real = api.auth.authenticate
-    monkeypatch.setattr(api.auth, "authenticate", lambda session, key: lookups.append(key) or real(session, key))
+
+    def counted(session: Session, key: str) -> ApiKey | None:
+        lookups.append(key)
+        return authenticate(session, key)
+
+    monkeypatch.setattr(api.auth, "authenticate", counted)  # the name api.auth looks up per request
     statuses = [attacker.get("/v1/jobs", headers=bearer(f"vrt_{i:012d}_guess")).status_code for i in range(8)]
     assert statuses == [401] * 5 + [429] * 3
     assert len(lookups) == 5, "refused requests must not reach the database"

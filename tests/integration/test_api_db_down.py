@@ -7,10 +7,11 @@ import os
 import pytest
 
 from tests.conftest import Keys, Services, bearer, reset_caches
+from tests.support.http import body
 from tests.support.services import free_port
 
 
-def test_unreachable_database_is_503_not_500(services: Services, keys: Keys, monkeypatch: pytest.MonkeyPatch):
+def test_unreachable_database_is_503_not_500(services: Services, keys: Keys, monkeypatch: pytest.MonkeyPatch) -> None:
     # Nothing listens on this port: every connection attempt is refused at once.
     monkeypatch.setitem(os.environ, "DATABASE_URL", f"postgresql://postgres@127.0.0.1:{free_port()}/verity")
     reset_caches()
@@ -21,11 +22,11 @@ def test_unreachable_database_is_503_not_500(services: Services, keys: Keys, mon
         for method, path in (("GET", "/v1/jobs"), ("GET", "/v1/jobs/00000000-0000-0000-0000-000000000000")):
             response = client.open(path, method=method, headers=bearer(keys.submitter))
             assert response.status_code == 503, (path, response.json)
-            assert response.json["error"]["code"] == "DATABASE_UNAVAILABLE"
+            assert body(response)["error"]["code"] == "DATABASE_UNAVAILABLE"
             assert response.headers["Retry-After"]
         ready = client.get("/readyz")
         assert ready.status_code == 503
-        assert ready.json["checks"]["database"].startswith("error")
+        assert body(ready)["checks"]["database"].startswith("error")
     finally:
         monkeypatch.undo()
         reset_caches()

@@ -16,6 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.conftest import Keys, Services, bearer
+from tests.support.http import body
 from tests.support.videos import tiny_mp4
 
 UPLOAD_CAP = 100_000
@@ -273,7 +274,7 @@ def _schema_fields(document: dict[str, Any], operation: dict[str, Any], media: s
 
 @pytest.fixture(scope="module")
 def operations(client: FlaskClient) -> list[Operation]:
-    document = client.get("/openapi.json").json
+    document = body(client.get("/openapi.json"))
     found = []
     for path, methods in document["paths"].items():
         for method, operation in methods.items():
@@ -298,7 +299,7 @@ def path_values(client: FlaskClient, keys: Keys) -> dict[str, str]:
     job = upload_attack("setup")
     response = client.post("/v1/jobs", data=job.body, content_type=job.content_type, headers=bearer(keys.admin))
     assert response.status_code == 202, response.json
-    return {"job_id": response.json["id"], "delivery_id": str(uuid.uuid4()), "version": "v-none"}
+    return {"job_id": body(response)["id"], "delivery_id": str(uuid.uuid4()), "version": "v-none"}
 
 
 def _url(op: Operation, values: dict[str, str], attack: Attack) -> str:

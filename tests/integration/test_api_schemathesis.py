@@ -11,16 +11,21 @@ import math
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeAlias
 
 import pytest
 import schemathesis
 from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from schemathesis.core.result import Ok
+from schemathesis.schemas import APIOperation
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests.conftest import Keys, Services, bearer
+
+Operation: TypeAlias = APIOperation[Any, Any, Any, Any]
+Case: TypeAlias = schemathesis.Case[Operation]
 
 
 @pytest.fixture(scope="module")
@@ -43,17 +48,26 @@ def api_schema(fuzz_app: Flask) -> schemathesis.schemas.BaseSchema:
     return schemathesis.openapi.from_wsgi("/openapi.json", fuzz_app)
 
 
+def operations_of(schema: schemathesis.schemas.BaseSchema) -> list[Operation]:
+    """Every operation in the spec; one the loader could not read fails the test."""
+    found = []
+    for result in schema.get_all_operations():
+        assert isinstance(result, Ok), result.err()
+        found.append(result.ok())
+    return found
+
+
 def test_no_server_errors_and_no_schema_violations(api_schema: schemathesis.schemas.BaseSchema, admin_key: str) -> None:
     failures: dict[str, str] = {}
-    operations = [result.ok() for result in api_schema.get_all_operations()]
+    operations = operations_of(api_schema)
     assert len(operations) >= 20
     for operation in operations:
 
         @given(case=operation.as_strategy())
         @settings(max_examples=8, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-        def call(case: schemathesis.Case) -> None:
+        def call(case: Case) -> None:
             case.call_and_validate(
-                headers={**(case.headers or {}), **bearer(admin_key)},
+                headers={**case.headers, **bearer(admin_key)},
                 # A schema-valid upload is any bytes, yet only a real video is accepted (415 / 422): JSON Schema
                 # cannot say "a playable MP4", so the "valid data must be accepted" heuristic does not apply.
                 excluded_checks=[positive_data_acceptance],
@@ -77,16 +91,16 @@ def _strings(value: Any, replace_with: Callable[[str], Any]) -> Any:
     return value
 
 
-def _json_body(case: schemathesis.Case) -> bool:
+def _json_body(case: Case) -> bool:
     return (case.media_type or "").startswith("application/json") and isinstance(case.body, dict | list)
 
 
-def _raw(case: schemathesis.Case, body: bytes, content_type: str) -> None:
+def _raw(case: Case, body: bytes, content_type: str) -> None:
     case.body, case.media_type = body, content_type
     case.headers["Content-Type"] = content_type
 
 
-def nul(case: schemathesis.Case) -> None:
+def nul(case: Case) -> None:
     case.path_parameters = {name: f"{value}\u0000" for name, value in (case.path_parameters or {}).items()}
     case.query = {**_strings(case.query or {}, lambda s: s + "\u0000"), "x\u0000": "\u0000"}
     case.headers["Idempotency-Key"] = "k\u0000"
@@ -94,13 +108,13 @@ def nul(case: schemathesis.Case) -> None:
         case.body = _strings(case.body, lambda s: s + "\u0000")
 
 
-def surrogate(case: schemathesis.Case) -> None:
+def surrogate(case: Case) -> None:
     # As JSON escapes: a client cannot encode an unpaired surrogate as UTF-8.
     body = _strings(case.body, lambda s: s + "\ud800") if _json_body(case) else {"note": "\udfff", "\ud800": 1}
     _raw(case, json.dumps(body).encode(), "application/json")
 
 
-def non_finite(case: schemathesis.Case) -> None:
+def non_finite(case: Case) -> None:
     case.query = {**(case.query or {}), **dict.fromkeys(case.query or {"limit": 0}, "NaN")}
     if isinstance(case.body, dict) and _json_body(case):  # as raw text: clients refuse to write NaN as JSON
         _raw(case, json.dumps({**dict.fromkeys(case.body, math.nan), "x": math.inf}).encode(), "application/json")
@@ -110,7 +124,7 @@ def non_finite(case: schemathesis.Case) -> None:
         _raw(case, b'{"x": [NaN, 1e999]}', "application/json")
 
 
-def deep_nesting(case: schemathesis.Case) -> None:
+def deep_nesting(case: Case) -> None:
     # Parsed by Python's json, 10,000 levels raise RecursionError.
     if isinstance(case.body, dict) and not _json_body(case):
         case.body = {**case.body, "metadata": "[" * 8000 + "]" * 8000}
@@ -118,7 +132,7 @@ def deep_nesting(case: schemathesis.Case) -> None:
         _raw(case, b"[" * 10_000 + b"]" * 10_000, "application/json")
 
 
-def oversize(case: schemathesis.Case) -> None:
+def oversize(case: Case) -> None:
     if isinstance(case.body, dict) and not _json_body(case):
         case.body = {**case.body, "metadata": "x" * 600_000}  # over the form's 500 kB per text field
     else:
@@ -126,11 +140,11 @@ def oversize(case: schemathesis.Case) -> None:
     case.query = {**(case.query or {}), "cursor": "c" * 50_000}
 
 
-def wrong_content_type(case: schemathesis.Case) -> None:
+def wrong_content_type(case: Case) -> None:
     _raw(case, b"label=FAKE&file=x", "text/plain")
 
 
-def duplicate_parts(case: schemathesis.Case) -> None:
+def duplicate_parts(case: Case) -> None:
     boundary = uuid.uuid4().hex
     part = f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.mp4"\r\n\r\nx\r\n'.encode()
     other = f'--{boundary}\r\nContent-Disposition: form-data; name="video"; filename="b.mp4"\r\n\r\ny\r\n'.encode()
@@ -138,7 +152,7 @@ def duplicate_parts(case: schemathesis.Case) -> None:
     case.query = {**(case.query or {}), **{name: [value, value] for name, value in (case.query or {}).items()}}
 
 
-def header_abuse(case: schemathesis.Case) -> None:
+def header_abuse(case: Case) -> None:
     case.headers.update(
         {
             "Authorization": "Bearer vrt_" + "0" * 12 + "_" + "x" * 8000,
@@ -151,11 +165,11 @@ def header_abuse(case: schemathesis.Case) -> None:
     )
 
 
-def query_abuse(case: schemathesis.Case) -> None:
+def query_abuse(case: Case) -> None:
     case.query = {**{f"p{i}": "%zz" for i in range(500)}, **(case.query or {}), "limit": ["-1", "1e999"], "": ""}
 
 
-HOSTILE: list[Callable[[schemathesis.Case], None]] = [
+HOSTILE: list[Callable[[Case], None]] = [
     nul,
     surrogate,
     non_finite,
@@ -170,13 +184,13 @@ HOSTILE: list[Callable[[schemathesis.Case], None]] = [
 
 def test_hostile_mutations_of_generated_requests(api_schema: schemathesis.schemas.BaseSchema, admin_key: str) -> None:
     failures: dict[str, str] = {}
-    operations = [result.ok() for result in api_schema.get_all_operations()]
+    operations = operations_of(api_schema)
     for operation in operations:
 
         @given(case=operation.as_strategy(), mutate=st.sampled_from(HOSTILE))
         @settings(max_examples=9, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-        def call(case: schemathesis.Case, mutate: Callable[[schemathesis.Case], None]) -> None:
-            case.headers = {**(case.headers or {}), **bearer(admin_key)}
+        def call(case: Case, mutate: Callable[[Case], None]) -> None:
+            case.headers.update(bearer(admin_key))
             mutate(case)
             response = case.call()
             assert response.status_code < 500, (mutate.__name__, response.status_code, response.text[:300])

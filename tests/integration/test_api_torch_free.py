@@ -15,6 +15,7 @@ from pathlib import Path
 from flask.testing import FlaskClient
 
 from tests.conftest import REPO, Keys, Services, bearer, shared_file
+from tests.support.http import body
 
 # Requests every rule of the app's URL map with every method, as an admin of the job's tenant, then reports the
 # status codes and which forbidden top-level packages were imported.
@@ -49,7 +50,7 @@ def _finished_job_with_video(client: FlaskClient, keys: Keys) -> str:
             "/v1/jobs", data={"file": (f, clip.name)}, content_type="multipart/form-data", headers=bearer(keys.admin)
         )
     assert response.status_code == 202, response.get_data(as_text=True)
-    job_id = uuid.UUID(response.json["id"])
+    job_id = uuid.UUID(body(response)["id"])
     box = {"x1": 10.0, "y1": 10.0, "x2": 90.0, "y2": 90.0}
     with session_scope() as s:
         job = s.get(Job, job_id)

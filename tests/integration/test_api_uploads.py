@@ -12,7 +12,7 @@ import struct
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Set
 from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
@@ -24,6 +24,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from tests.conftest import REPO, Keys, Services, bearer
+from tests.support.http import body
 from tests.support.videos import box_path, h264_mp4_declaring, tiny_mp4, write_avi, write_video
 
 
@@ -139,8 +140,8 @@ def test_unsupported_codec_is_415(client: FlaskClient, keys: Keys, tmp_path: Pat
         headers=bearer(keys.submitter),
         content_type="multipart/form-data",
     )
-    assert response.status_code == 415 and response.json["error"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
-    assert "'ffv1' is not accepted" in response.json["error"]["message"]
+    assert response.status_code == 415 and body(response)["error"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
+    assert "'ffv1' is not accepted" in body(response)["error"]["message"]
 
 
 def _post(client: FlaskClient, keys: Keys, data: bytes, name: str) -> TestResponse:
@@ -171,10 +172,10 @@ def test_a_refused_codec_and_a_refused_container_answer_the_same_415(
     webcam = write_avi(tmp_path / "webcam.avi", "mjpeg")
     codec = _post(client, keys, webcam.read_bytes(), "webcam.avi")
     container = _post(client, keys, b"RIFF\x00\x00\x00\x00WAVEfmt " + bytes(64), "sound.wav")
-    assert (codec.status_code, codec.json["error"]["code"]) == (415, "UNSUPPORTED_MEDIA_TYPE")
-    assert codec.json["error"]["message"] == "video codec 'mjpeg' is not accepted; accepted codecs: h264"
-    assert (container.status_code, container.json["error"]["code"]) == (415, "UNSUPPORTED_MEDIA_TYPE")
-    assert "MP4/MOV, WebM/Matroska or AVI" in container.json["error"]["message"]
+    assert (codec.status_code, body(codec)["error"]["code"]) == (415, "UNSUPPORTED_MEDIA_TYPE")
+    assert body(codec)["error"]["message"] == "video codec 'mjpeg' is not accepted; accepted codecs: h264"
+    assert (container.status_code, body(container)["error"]["code"]) == (415, "UNSUPPORTED_MEDIA_TYPE")
+    assert "MP4/MOV, WebM/Matroska or AVI" in body(container)["error"]["message"]
     assert _post(client, keys, tiny_mp4(9), "ok.mp4").status_code == 202  # h264 still passes
 
 
@@ -187,15 +188,18 @@ def test_client_filenames_never_reach_a_key_or_a_path(
     client: FlaskClient, keys: Keys, name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import api.uploads
+    from core.media.probe import VideoInfo, probe_video
     from core.storage import get_store
     from db.models import Job
     from db.session import session_scope
 
     probed: list[Path] = []
-    real_probe = api.uploads.probe_video
-    monkeypatch.setattr(
-        api.uploads, "probe_video", lambda path, *codecs: probed.append(path) or real_probe(path, *codecs)
-    )
+
+    def recording_probe(path: Path, accepted_codecs: Set[str] | None = None) -> VideoInfo:
+        probed.append(path)
+        return probe_video(path, accepted_codecs)
+
+    monkeypatch.setattr(api.uploads, "probe_video", recording_probe)  # the name api.uploads calls
     response = client.post(
         "/v1/jobs",
         data={"file": (io.BytesIO(tiny_mp4(4)), name)},
@@ -203,7 +207,7 @@ def test_client_filenames_never_reach_a_key_or_a_path(
         content_type="multipart/form-data",
     )
     assert response.status_code == 202, response.json
-    job = response.json
+    job = body(response)
     shown = job["filename"] or ""
     assert "/" not in shown and "\\" not in shown and "\x00" not in shown and ".." not in shown.split("/")
     assert len(shown) <= 255

@@ -10,6 +10,7 @@ import io
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,7 +26,7 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VERITY_HOME", str(tmp_path / "home"))
 
 
-def _run(tmp_path: Path, *extra: str) -> tuple[dict, dict, str]:
+def _run(tmp_path: Path, *extra: str) -> tuple[dict[str, Any], dict[str, Any], str]:
     out = io.StringIO()
     argv = ["--duration", "1", "--warmup", "0", "--concurrency", "2", "--upload-concurrency", "1"]
     argv += ["--workers", "1", "--pg", PG_ADMIN_URL, "--redis", SCRATCH_REDIS_URL, *extra]
@@ -35,7 +36,7 @@ def _run(tmp_path: Path, *extra: str) -> tuple[dict, dict, str]:
     return document, saved, out.getvalue()
 
 
-def _check_phases(saved: dict) -> None:
+def _check_phases(saved: dict[str, Any]) -> None:
     phases = saved["phases"]
     assert [name.split(" (")[0] for name in phases] == PHASES
     for name, row in phases.items():

@@ -21,6 +21,7 @@ from sqlalchemy import select, update
 from core.pack_defaults import PackDefaults, pack_defaults
 from core.scoring.verdict import CalibrationState
 from tests.conftest import Keys, Services, bearer
+from tests.support.http import body
 
 TENANT = "acme"
 MODELS = ("meso4_df", "mesoinception_df")  # the default pack's members, so their base weights apply
@@ -195,7 +196,7 @@ def labelled_batch(n: int, seed: int) -> list[Processed]:
 def versions(client: FlaskClient, keys: Keys) -> dict[str, Any]:
     response = client.get("/v1/calibrations", headers=bearer(keys.admin))
     assert response.status_code == 200, response.json
-    return response.json
+    return body(response)
 
 
 # --- tests ----------------------------------------------------------------------------------------
@@ -205,7 +206,7 @@ def test_only_admins_may_fit_and_too_few_labels_is_a_clear_422(client: FlaskClie
     assert client.post("/v1/calibrations").status_code == 401
     for key in (keys.submitter, keys.moderator):
         response = client.post("/v1/calibrations", headers=bearer(key))
-        assert response.status_code == 403 and response.json["error"]["code"] == "FORBIDDEN"
+        assert response.status_code == 403 and body(response)["error"]["code"] == "FORBIDDEN"
         assert client.get("/v1/calibrations", headers=bearer(key)).status_code == 403
 
     from db.calibrations import gather_labelled_jobs
@@ -216,13 +217,13 @@ def test_only_admins_may_fit_and_too_few_labels_is_a_clear_422(client: FlaskClie
     have_fake = sum(j.label for j in jobs)
     response = client.post("/v1/calibrations", json={"min_per_class": 100_000}, headers=bearer(keys.admin))
     assert response.status_code == 422, response.json
-    assert response.json["error"]["code"] == "NOT_ENOUGH_LABELS"
-    message = response.json["error"]["message"]
+    assert body(response)["error"]["code"] == "NOT_ENOUGH_LABELS"
+    message = body(response)["error"]["message"]
     assert "at least 100000 REAL and 100000 FAKE" in message
     assert f"have {len(jobs) - have_fake} REAL and {have_fake} FAKE" in message
 
     bad = client.post("/v1/calibrations", json={"target_fpr": "low"}, headers=bearer(keys.admin))
-    assert bad.status_code == 400 and "target_fpr" in bad.json["error"]["message"]
+    assert bad.status_code == 400 and "target_fpr" in body(bad)["error"]["message"]
     assert client.post("/v1/calibrations", json={"colour": 1}, headers=bearer(keys.admin)).status_code == 400
     assert client.post("/v1/calibrations", json={"target_fpr": 2.0}, headers=bearer(keys.admin)).status_code == 400
 
@@ -259,7 +260,7 @@ def fitted(client: FlaskClient, keys: Keys) -> dict[str, Any]:
     labelled_batch(240, seed=1)
     response = client.post("/v1/calibrations", json={"seed": 1}, headers=bearer(keys.admin))
     assert response.status_code == 201, response.json
-    return response.json
+    return body(response)
 
 
 def test_fit_stores_a_candidate_with_counts_and_held_out_metrics(
@@ -283,7 +284,7 @@ def test_fit_stores_a_candidate_with_counts_and_held_out_metrics(
 
     listed = versions(client, keys)
     assert fitted["version"] in [v["version"] for v in listed["calibrations"]]
-    full = client.get(f"/v1/calibrations/{fitted['version']}", headers=bearer(keys.admin)).json
+    full = body(client.get(f"/v1/calibrations/{fitted['version']}", headers=bearer(keys.admin)))
     assert full["calibrators"]["meso4_df"]["kind"] == "isotonic" and "x" in full["calibrators"]["meso4_df"]
     assert client.get("/v1/calibrations/nope", headers=bearer(keys.admin)).status_code == 404
 
@@ -293,11 +294,11 @@ def test_activate_then_roll_back(client: FlaskClient, keys: Keys, fitted: dict[s
     assert client.post(f"/v1/calibrations/{first}/activate", headers=bearer(keys.moderator)).status_code == 403
     assert client.post("/v1/calibrations/nope/activate", headers=bearer(keys.admin)).status_code == 404
     response = client.post(f"/v1/calibrations/{first}/activate", headers=bearer(keys.admin))
-    assert response.status_code == 200 and response.json["status"] == "active"
+    assert response.status_code == 200 and body(response)["status"] == "active"
     state = active_state()
     assert state is not None and state.version == first and set(state.calibrators) == set(MODELS)
 
-    second = client.post("/v1/calibrations", json={"seed": 2}, headers=bearer(keys.admin)).json
+    second = body(client.post("/v1/calibrations", json={"seed": 2}, headers=bearer(keys.admin)))
     assert second["metrics"]["held_out"]["before_version"] == first
     assert second["status"] == "candidate"
     assert client.post(f"/v1/calibrations/{second['version']}/activate", headers=bearer(keys.admin)).status_code == 200
@@ -310,8 +311,9 @@ def test_activate_then_roll_back(client: FlaskClient, keys: Keys, fitted: dict[s
     statuses = {v["version"]: v["status"] for v in versions(client, keys)["calibrations"]}
     assert statuses[first] == "active" and statuses[second["version"]] == "retired"
     assert sum(1 for s in statuses.values() if s == "active") == 1
-    assert active_state().version == first  # type: ignore[union-attr]
-    trail = client.get(f"/v1/calibrations/{first}", headers=bearer(keys.admin)).json["metrics"]["activations"]
+    state = active_state()
+    assert state is not None and state.version == first
+    trail = body(client.get(f"/v1/calibrations/{first}", headers=bearer(keys.admin)))["metrics"]["activations"]
     assert [t["previous"] for t in trail] == [[], [second["version"]]]
 
 
@@ -323,7 +325,7 @@ def test_new_results_carry_the_active_version_and_replay_reproduces_them(
     rng = np.random.default_rng(7)
     under_version = [process(_frame_scores(rng, i % 2)) for i in range(12)]
     for job_id in under_version:
-        result = client.get(f"/v1/jobs/{job_id}/result", headers=bearer(keys.submitter)).json
+        result = body(client.get(f"/v1/jobs/{job_id}/result", headers=bearer(keys.submitter)))
         assert result["calibration_version"] == fitted["version"]
         assert result["thresholds"] == {
             "t_low": fitted["thresholds"]["t_low"],
@@ -344,11 +346,11 @@ def test_new_results_carry_the_active_version_and_replay_reproduces_them(
     path = f"/v1/jobs/{under_version[0]}/replay"
     assert client.get(path, headers=bearer(keys.moderator)).status_code == 403
     response = client.get(path, headers=bearer(keys.admin))
-    assert response.status_code == 200 and response.json["same_verdict"] and response.json["same_score"]
+    assert response.status_code == 200 and body(response)["same_verdict"] and body(response)["same_score"]
     other = client.get(f"{path}?version=none&method=noisy_or", headers=bearer(keys.admin))
-    assert other.status_code == 200 and other.json["method"] == "noisy_or"
+    assert other.status_code == 200 and body(other)["method"] == "noisy_or"
     agg = client.get(f"{path}?aggregator=meso4_df=topk:4", headers=bearer(keys.admin))
-    assert agg.status_code == 200 and agg.json["replayed"]["per_model"]["meso4_df"]["aggregator"] == "topk:4"
+    assert agg.status_code == 200 and body(agg)["replayed"]["per_model"]["meso4_df"]["aggregator"] == "topk:4"
     assert client.get(f"{path}?aggregator=meso4_df=bogus", headers=bearer(keys.admin)).status_code == 400
     assert client.get(f"{path}?version=nope", headers=bearer(keys.admin)).status_code == 404
 
@@ -358,12 +360,12 @@ def test_replay_is_exact_for_every_fusion_method_and_without_a_version(client: F
     for method in ("noisy_or", "stacker"):
         fit = client.post("/v1/calibrations", json={"method": method, "seed": 3}, headers=bearer(keys.admin))
         assert fit.status_code == 201, fit.json
-        assert fit.json["fusion"]["method"] == method
-        client.post(f"/v1/calibrations/{fit.json['version']}/activate", headers=bearer(keys.admin))
+        assert body(fit)["fusion"]["method"] == method
+        client.post(f"/v1/calibrations/{body(fit)['version']}/activate", headers=bearer(keys.admin))
         for i in range(6):
             job_id = process(_frame_scores(rng, i % 2))
             out = replay(job_id)
-            assert out["stored"]["calibration_version"] == fit.json["version"]
+            assert out["stored"]["calibration_version"] == body(fit)["version"]
             assert out["stored"]["method"] == method
             assert out["same_verdict"] and out["same_score"], out
     # Jobs processed before any version existed (calibration_version None) reproduce too.
@@ -423,24 +425,24 @@ def test_auto_activation_follows_the_held_out_metrics(client: FlaskClient, keys:
     clear_cache()
     response = client.post("/v1/calibrations", json={"auto_activate": True, "seed": 4}, headers=bearer(keys.admin))
     assert response.status_code == 201
-    body = response.json
-    assert body["metrics"]["better_reasons"]
-    if body["metrics"]["better"]:
-        assert body["status"] == "active" and versions(client, keys)["active"] == body["version"]
+    created = body(response)
+    assert created["metrics"]["better_reasons"]
+    if created["metrics"]["better"]:
+        assert created["status"] == "active" and versions(client, keys)["active"] == created["version"]
     else:
-        assert body["status"] == "candidate" and versions(client, keys)["active"] is None
-        client.post(f"/v1/calibrations/{body['version']}/activate", headers=bearer(keys.admin))
+        assert created["status"] == "candidate" and versions(client, keys)["active"] is None
+        client.post(f"/v1/calibrations/{created['version']}/activate", headers=bearer(keys.admin))
 
     # Against that version, it goes live only if the held-out metrics say so.
-    before = body["version"]
+    before = created["version"]
     response = client.post("/v1/calibrations", json={"auto_activate": True, "seed": 5}, headers=bearer(keys.admin))
     assert response.status_code == 201
-    body = response.json
+    created = body(response)
     now_active = versions(client, keys)["active"]
-    if body["metrics"]["better"]:
-        assert body["status"] == "active" and now_active == body["version"]
+    if created["metrics"]["better"]:
+        assert created["status"] == "active" and now_active == created["version"]
     else:
-        assert body["status"] == "candidate" and now_active == before
+        assert created["status"] == "candidate" and now_active == before
 
 
 def test_the_scheduled_task_fits_once_per_change_of_labels(services: Services) -> None:

@@ -174,7 +174,7 @@ def test_wait_reports_each_stage_change_then_returns(live_api: str, tenant: Tena
             time.sleep(0.4)
             update_job(job_id, **values)
 
-    seen: list[tuple[str, str, float]] = []
+    seen: list[tuple[str, str | None, float]] = []
     thread = threading.Thread(target=worker)
     thread.start()
     done = client.wait(

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
+from core.settings import sqlalchemy_url
 from tests.conftest import PG_ADMIN_URL, Services
 
 
@@ -30,7 +31,7 @@ def _kill(pid: int) -> None:
 def _backend_after_kill(services: Services, ping_after_idle_s: float, idle_s: float) -> tuple[int, int]:
     from db.session import make_engine
 
-    engine = make_engine(services.database_url.replace("postgresql://", "postgresql+psycopg://"), ping_after_idle_s)
+    engine = make_engine(sqlalchemy_url(services.database_url), ping_after_idle_s)
     try:
         with engine.connect() as conn:
             before = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()

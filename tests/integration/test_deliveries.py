@@ -13,6 +13,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from tests.conftest import Services, bearer, insert_job
+from tests.support.http import body
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def test_list_shows_the_jobs_deliveries(client: FlaskClient, keys: Keys) -> None
     )
     response = client.get(f"/v1/jobs/{job_id}/webhooks", headers=bearer(keys.submitter))
     assert response.status_code == 200, response.json
-    (delivery,) = response.json["deliveries"]
+    (delivery,) = body(response)["deliveries"]
     assert delivery["id"] == delivery_id
     assert delivery["webhook_id"] == f"msg_{uuid.UUID(delivery_id).hex}"
     assert delivery["event"] == "job.succeeded" and delivery["state"] == "failed"
@@ -108,7 +109,7 @@ def test_deliveries_are_tenant_scoped_and_need_a_key(client: FlaskClient, keys: 
     job_id, delivery_id = make_delivery(keys.tenant, "failed")
     assert client.get(f"/v1/jobs/{job_id}/webhooks").status_code == 401
     other = client.get(f"/v1/jobs/{job_id}/webhooks", headers=bearer(keys.other_tenant))
-    assert other.status_code == 404 and other.json["error"]["code"] == "NOT_FOUND"
+    assert other.status_code == 404 and body(other)["error"]["code"] == "NOT_FOUND"
     url = f"/v1/jobs/{job_id}/webhooks/{delivery_id}/redeliver"
     assert client.post(url, headers=bearer(keys.other_tenant)).status_code == 404
     assert stored(delivery_id).state == "failed" and enqueued == []
@@ -130,8 +131,8 @@ def test_redeliver_resets_to_pending_and_enqueues(
     before = datetime.now(UTC)
     response = client.post(f"/v1/jobs/{job_id}/webhooks/{delivery_id}/redeliver", headers=bearer(keys.submitter))
     assert response.status_code == 202, response.json
-    assert response.json["state"] == "pending" and response.json["attempts"] == 0
-    assert response.json["webhook_id"] == f"msg_{uuid.UUID(delivery_id).hex}"
+    assert body(response)["state"] == "pending" and body(response)["attempts"] == 0
+    assert body(response)["webhook_id"] == f"msg_{uuid.UUID(delivery_id).hex}"
     assert enqueued == [delivery_id]
     row = stored(delivery_id)
     assert row.state == "pending" and row.attempts == 0 and row.delivered_at is None
@@ -139,7 +140,7 @@ def test_redeliver_resets_to_pending_and_enqueues(
     assert row.last_status == (410 if state == "disabled" else 500), "the last outcome stays visible"
 
     again = client.post(f"/v1/jobs/{job_id}/webhooks/{delivery_id}/redeliver", headers=bearer(keys.submitter))
-    assert again.status_code == 409 and again.json["error"]["code"] == "DELIVERY_PENDING"
+    assert again.status_code == 409 and body(again)["error"]["code"] == "DELIVERY_PENDING"
     assert enqueued == [delivery_id], "a pending delivery is not enqueued twice"
 
 
@@ -152,7 +153,7 @@ def test_redeliver_by_webhook_id_and_unknown_ids(client: FlaskClient, keys: Keys
     _, other_delivery = make_delivery(keys.tenant, "failed")
     for bad in (str(uuid.uuid4()), "not-an-id", other_delivery):
         missing = client.post(f"/v1/jobs/{job_id}/webhooks/{bad}/redeliver", headers=bearer(keys.submitter))
-        assert missing.status_code == 404 and missing.json["error"]["code"] == "NOT_FOUND", bad
+        assert missing.status_code == 404 and body(missing)["error"]["code"] == "NOT_FOUND", bad
     assert stored(other_delivery).state == "failed", "a delivery is only reachable through its own job"
 
 

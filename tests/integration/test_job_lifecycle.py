@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import func, select, update
@@ -16,6 +17,9 @@ from sqlalchemy import func, select, update
 from core.results import JobResult, Tracks
 from core.vocabulary import Verdict
 from tests.conftest import Services
+
+if TYPE_CHECKING:
+    from db.models import Job
 
 
 def _new_job(**values: object) -> str:
@@ -29,12 +33,14 @@ def _new_job(**values: object) -> str:
     return str(job_id)
 
 
-def _job(job_id: str):
+def _job(job_id: str) -> Job:
     from db.models import Job
     from db.session import session_scope
 
     with session_scope() as s:
-        return s.get(Job, uuid.UUID(job_id))
+        job = s.get(Job, uuid.UUID(job_id))
+    assert job is not None, job_id
+    return job
 
 
 RESULT = JobResult(
@@ -201,7 +207,7 @@ def _deliver_until_done(worker: SimpleNamespace, job_id: str, most: int) -> list
     from workers import tasks
 
     tasks.detect(job_id)
-    countdowns = []
+    countdowns: list[float] = []
     while worker.sent and len(countdowns) < most:
         sent_id, countdown, queue = worker.sent.pop(0)
         assert (sent_id, queue) == (job_id, "gpu")

@@ -12,12 +12,13 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from core.settings import sqlalchemy_url
 from tests.conftest import PG_ADMIN_URL
 from tests.support.services import REPO, run_migrations, scratch_database
 
 
 def _engine(url: str) -> sa.Engine:
-    return sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    return sa.create_engine(sqlalchemy_url(url))
 
 
 def test_single_head() -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from facenet_pytorch import MTCNN
 
@@ -111,7 +113,7 @@ def test_gradients_have_no_faces(detector: FaceDetector) -> None:
     ramp = np.linspace(0, 255, 640, dtype=np.float32)
     horizontal = np.tile(ramp, (480, 1))
     vertical = np.tile(np.linspace(0, 255, 480, dtype=np.float32)[:, None], (1, 640))
-    images = [
+    images: list[npt.NDArray[np.floating[Any]]] = [
         np.dstack([horizontal] * 3),
         np.dstack([vertical, horizontal[:, ::-1], np.full_like(horizontal, 128)]),
         np.dstack([(horizontal + vertical) / 2] * 3),

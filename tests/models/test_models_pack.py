@@ -12,8 +12,9 @@ import torch
 import yaml
 
 from core.manifest import ManifestError, parse_manifest, read_manifest
+from core.preprocessing import Normalisation
 from models.checkpoint import CheckpointError, load_checkpoint
-from models.detector import Normalisation, OutputSemantics, TorchDetector
+from models.detector import OutputSemantics, TorchDetector
 from models.formats import UnknownFormatError, formats, get_format
 from models.integrity import sha256_file
 from models.mesonet import Meso4

@@ -3,6 +3,8 @@ bounded, and it only ever answers for the exact key that was checked."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from core.settings import SettingsError, load_settings
@@ -59,7 +61,7 @@ def test_the_cache_stays_bounded() -> None:
     assert len(cache) <= 3
 
 
-def test_the_ttl_setting_is_bounded(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+def test_the_ttl_setting_is_bounded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("VERITY_HOME", str(tmp_path))
     assert load_settings().api_key_cache_s == 5.0
     monkeypatch.setenv("VERITY_API_KEY_CACHE_S", "0")

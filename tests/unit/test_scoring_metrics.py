@@ -63,10 +63,13 @@ def test_reliability_bins_and_ece_match_calibration_curve(seed: int, ties: bool,
     bins = reliability_bins(y, p, n_bins)
     assert sum(b.count for b in bins) == len(y)
     full = [b for b in bins if b.count]
+    fractions = [b.fraction_fake for b in full if b.fraction_fake is not None]
+    predicted = [b.mean_predicted for b in full if b.mean_predicted is not None]
+    assert len(fractions) == len(predicted) == len(full), "only an empty bin has no means"
     frac, mean = calibration_curve(y, p, n_bins=n_bins, strategy="uniform")
-    np.testing.assert_allclose([b.fraction_fake for b in full], frac)
-    np.testing.assert_allclose([b.mean_predicted for b in full], mean)
-    expected = sum(b.count / len(y) * abs(b.fraction_fake - b.mean_predicted) for b in full)  # type: ignore[operator]
+    np.testing.assert_allclose(fractions, frac)
+    np.testing.assert_allclose(predicted, mean)
+    expected = sum(b.count / len(y) * abs(f - m) for b, f, m in zip(full, fractions, predicted, strict=True))
     assert ece(y, p, n_bins) == pytest.approx(expected, abs=1e-12)
     assert all(ReliabilityBin.from_dict(b.to_dict()) == b for b in bins)
 
