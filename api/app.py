@@ -7,7 +7,21 @@ from collections.abc import Callable
 
 from flask import Flask
 
-from api import auth, boundary, calibrations, deliveries, feedback, health, jobs, metrics, openapi, ratelimit, review
+from api import (
+    auth,
+    batches,
+    boundary,
+    calibrations,
+    deliveries,
+    feedback,
+    health,
+    jobs,
+    metrics,
+    openapi,
+    presigned,
+    ratelimit,
+    review,
+)
 from api.errors import register_error_handlers
 from core.settings import Settings, get_settings
 
@@ -26,11 +40,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     ratelimit.init_app(app, settings)
     app.register_blueprint(health.bp)
     app.register_blueprint(jobs.bp)
+    app.register_blueprint(batches.bp)
     app.register_blueprint(feedback.bp)
     app.register_blueprint(calibrations.bp)
     app.register_blueprint(deliveries.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(review.bp)
+    app.register_blueprint(presigned.bp)
     app.register_blueprint(openapi.bp)
     metrics.init_app(app)  # JSON logs (VERITY_LOG_FORMAT), request id + job id on every log line
     return app

@@ -8,10 +8,10 @@ reach the database or a log.
   upload cap instead), nesting is counted before parsing (Python's decoder recurses once per level, so deep input
   would raise RecursionError), and NaN / Infinity, which Python's json accepts (and 1e999 overflows to), are
   refused.
-* Multipart (the upload): each field at most once, a file only as the part named ``file``, at most
-  ``MAX_FORM_PARTS`` parts (and Flask's 500 kB per text field, which werkzeug's decoder also applies to what it
-  buffers of a file part, so it must stay well above its 64 KiB reads); the file itself is measured while it is
-  spooled (api/uploads.py).
+* Multipart (the upload): each field at most once (a batch's ``file`` parts excepted), a file only as the part
+  named ``file``, at most ``MAX_FORM_PARTS`` parts (and Flask's 500 kB per text field, which werkzeug's decoder also
+  applies to what it buffers of a file part, so it must stay well above its 64 KiB reads); the file itself is
+  measured while it is spooled (api/uploads.py).
 
 Order: the URL and headers are checked before authentication (the presented key is looked up in Postgres);
 bodies after the role check (``check_body``, called by api.auth.require_role), so the body of a request without a
@@ -39,6 +39,8 @@ MAX_FORM_PARTS = 16
 # Room for the multipart envelope and form fields around the video itself.
 MULTIPART_OVERHEAD = 1024 * 1024
 FILE_FIELD = "file"
+# Routes whose body may carry several file parts named FILE_FIELD (one per item), up to VERITY_MAX_BATCH_ITEMS.
+MULTI_FILE_ENDPOINTS = frozenset({"batches.create_batch"})
 
 BodyKind = Literal["json", "form"] | None
 
@@ -154,10 +156,13 @@ def _check_multipart() -> None:
             expected = f"send multipart/form-data with the video as the part named {FILE_FIELD!r}"
             raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE", expected)
         return
+    multi_file = request.endpoint in MULTI_FILE_ENDPOINTS
+    if multi_file:  # room for one more file than allowed, so the route can say how many is too many
+        request.max_form_parts = MAX_FORM_PARTS + settings.max_batch_items + 1
     files, form = request.files, request.form  # parsed here: over-cap parts are refused with 413 while streaming
     for name in {*files.keys(), *form.keys()}:
         count = len(files.getlist(name)) + len(form.getlist(name))
-        if count > 1:
+        if count > 1 and not (multi_file and name == FILE_FIELD and name not in form):
             raise ApiError(400, "DUPLICATE_FIELD", f"{count} parts named {name!r}; send each field once")
     for name in files:
         if name != FILE_FIELD:

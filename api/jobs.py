@@ -6,9 +6,10 @@ import base64
 import json
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from functools import partial
+from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import and_, or_, select
@@ -17,16 +18,18 @@ from sqlalchemy.orm import Session
 from api.auth import current_key, require_role
 from api.errors import ApiError
 from api.openapi import responses, spec
-from api.schemas import JobForm, JobHeaders, JobList, JobListQuery, JobView, ResultView
+from api.presigned import read_back
+from api.schemas import JobForm, JobHeaders, JobList, JobListQuery, JobView, JobWithResult, ResultView
 from api.serialize import job_view, result_view
 from api.services import jobs as service
+from api.services import waiting
 from api.services.errors import BadInput, Conflict, Invalid, NotFound, ServiceError, Unavailable, Unsupported
 from api.services.repository import SqlRepository, sql_unit_of_work
 from api.uploads import check_media, display_filename, inspect_upload
 from core.queue import enqueue_detect
 from core.settings import Settings
 from core.storage import get_store
-from core.vocabulary import JobStatus, Role
+from core.vocabulary import TERMINAL_STATUSES, JobStatus, Role
 from db.models import Job, Result
 from db.session import read_scope, session_scope
 
@@ -72,47 +75,73 @@ def _tenant_job(session: Session, raw_id: str) -> Job:
         return service.tenant_job(SqlRepository(session), current_key().tenant, _parse_job_id(raw_id))
 
 
+def _job_request(form: JobForm, headers: JobHeaders, settings: Settings, stack: ExitStack) -> service.JobRequest:
+    """The submission from its one source: the multipart file, a presigned upload read back (both checked as an
+    upload), or a source URL the worker fetches (only its form is checked here)."""
+    upload_id, file = None, form.file.stream if form.file else None  # werkzeug spools a large part to disk
+    if form.upload_id:
+        upload_id, file = stack.enter_context(read_back(current_key().tenant, form.upload_id, headers.idempotency_key))
+    return service.JobRequest(
+        file=file,
+        upload=inspect_upload(file) if file else None,
+        filename=display_filename(form.file.filename) if form.file else None,
+        webhook_url=form.webhook_url,
+        max_frames=form.max_frames,
+        sampling=form.sampling,
+        metadata=form.metadata,
+        idempotency_key=headers.idempotency_key,
+        source_url=service.vet_source(form.source_url, settings.source_allow_private) if form.source_url else None,
+        upload_id=upload_id,
+    )
+
+
 @bp.post("")
 @require_role(Role.SUBMITTER)
 @spec.validate(
     form=JobForm,
     headers=JobHeaders,
     resp=responses(
-        {202: JobView, 200: JobView},
+        {202: JobView, 200: JobWithResult},
+        404,
+        409,
         413,
         415,
         422,
         headers={
             202: {"Location": "The job's URL."},
-            200: {"Idempotent-Replayed": "true: the job first created with this Idempotency-Key."},
+            200: {
+                "Idempotent-Replayed": "true: the job first created with this Idempotency-Key (else `wait` saw "
+                "the job end)."
+            },
         },
     ),
     tags=["jobs"],
 )
 def create_job() -> Response:
-    """Submit a video for detection.
+    """Submit a video for detection: the multipart part ``file``, or instead a ``source_url`` field (the worker
+    fetches it: public http(s) addresses only, within the size cap and VERITY_SOURCE_TIMEOUT_S; a source it cannot
+    fetch fails the job with SOURCE_UNREACHABLE, SOURCE_TOO_LARGE, SOURCE_TIMEOUT or SOURCE_REFUSED), or an
+    ``upload_id`` from POST /v1/uploads (checked like a file; UPLOAD_NOT_FOUND 404, UPLOAD_EMPTY 400, UPLOAD_USED
+    409, UPLOAD_EXPIRED 422, UPLOAD_TOO_LARGE 413).
 
     Checked before anything is stored: the file's size (413, while streaming), the magic bytes (415), then the
     container metadata — resolution, duration, frame count — without decoding (422). Returns 202 with the
     QUEUED job, or 200 with the existing job when the Idempotency-Key was seen before with the same file and
-    form fields (422 IDEMPOTENCY_KEY_REUSED with different ones). Role: submitter."""
+    form fields (422 IDEMPOTENCY_KEY_REUSED with different ones). With ``wait`` (seconds, cut to VERITY_MAX_WAIT_S)
+    the request holds until the job ends or that time passes: 200 with the job and its result (null unless it
+    SUCCEEDED) if it ended, else the usual 202. Role: submitter."""
     settings = _settings()
     form: JobForm | None = request.context.form  # type: ignore[attr-defined]
-    if form is None:  # an empty body (api/boundary.py refuses any other non-multipart one with 415)
-        raise ApiError(400, "MISSING_FILE", "send the video as a multipart form field named 'file'")
-    headers: JobHeaders = request.context.headers  # type: ignore[attr-defined]
-    upload = form.file
-    with service_errors():
-        job_request = service.JobRequest(
-            file=upload.stream,  # werkzeug spools a large multipart body to a temporary file, never to memory whole
-            upload=inspect_upload(upload.stream),
-            filename=display_filename(upload.filename),
-            webhook_url=form.webhook_url,
-            max_frames=form.max_frames,
-            sampling=form.sampling,
-            metadata=form.metadata,
-            idempotency_key=headers.idempotency_key,
+    if form is None or sum(bool(v) for v in (form.file, form.source_url, form.upload_id)) != 1:
+        # An empty body too (api/boundary.py refuses any other non-multipart one with 415).
+        raise ApiError(
+            400,
+            "MISSING_FILE",
+            "send exactly one of: the video as the multipart part 'file', a source_url field, or an upload_id field",
         )
+    headers: JobHeaders = request.context.headers  # type: ignore[attr-defined]
+    with service_errors(), ExitStack() as stack:
+        job_request = _job_request(form, headers, settings, stack)
         submitted = service.submit_job(
             current_key(),
             job_request,
@@ -123,14 +152,28 @@ def create_job() -> Response:
             default_max_frames=settings.max_frames,
             allow_private_webhooks=settings.webhook_allow_private,
         )
-    response = jsonify(job_view(submitted.job))
+    job, ended = submitted.job, False
+    if form.wait is not None:
+        job = waiting.until_terminal(partial(_reload, job.id), min(form.wait, settings.max_wait_s))
+        ended = job.status in TERMINAL_STATUSES
+    response = jsonify({**job_view(job), "result": _result_of(job)} if ended else job_view(job))
+    response.status_code = 200 if submitted.replayed or ended else 202
     if submitted.replayed:
-        response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
     else:
-        response.status_code = 202
-        response.headers["Location"] = f"/v1/jobs/{submitted.job.id}"
+        response.headers["Location"] = f"/v1/jobs/{job.id}"
     return response
+
+
+def _reload(job_id: uuid.UUID) -> Job:
+    with read_scope() as session:
+        return session.scalars(select(Job).where(Job.id == job_id)).one()
+
+
+def _result_of(job: Job) -> dict[str, Any] | None:
+    with read_scope() as session:
+        result = session.scalar(select(Result).where(Result.job_id == job.id))
+        return result_view(result) if result is not None else None
 
 
 @bp.get("/<job_id>")

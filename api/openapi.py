@@ -40,11 +40,12 @@ ERROR_TEXT = {
     413: "The body is over the route's cap, refused while streaming: 64 KiB for a JSON body; for an upload, the "
     "file over VERITY_MAX_UPLOAD_BYTES, a text field over 500 kB or more than 16 parts.",
     415: "UNSUPPORTED_MEDIA_TYPE: the body's type is not accepted: a JSON route's body is not application/json; an "
-    "upload is not multipart/form-data, not a supported video container (MP4/MOV, WebM/Matroska, AVI) judged by "
-    "its magic bytes, or its video codec is not in VERITY_ACCEPTED_CODECS (the message lists the accepted ones).",
+    "upload is not multipart/form-data, not an accepted format (MP4/MOV, WebM/Matroska, AVI, GIF, animated PNG/WebP; "
+    "JPEG, PNG, WebP or AVIF images) judged by its magic bytes, or its video codec is not in VERITY_ACCEPTED_CODECS "
+    "(the message lists the accepted ones).",
     416: "The Range starts past the end of the object.",
-    422: "Refused from the container metadata before any decoding: LIMIT_EXCEEDED (resolution, duration or "
-    "frame count), CORRUPT_MEDIA, NO_VIDEO_STREAM; IDEMPOTENCY_KEY_REUSED (the key "
+    422: "Refused from the container metadata or image header before any decoding: LIMIT_EXCEEDED (resolution, "
+    "pixels, duration or frame count), CORRUPT_MEDIA, NO_VIDEO_STREAM; IDEMPOTENCY_KEY_REUSED (the key "
     "was used with a different file or form fields); or another semantic error.",
     429: "Rate limit for this API key, or for failed authentications from this address, exceeded; retry after "
     "Retry-After seconds.",

@@ -15,7 +15,7 @@ from werkzeug.datastructures import FileStorage
 
 from api.boundary import parse_json
 from core.scoring.recalibration_config import KNOBS
-from core.vocabulary import DeliveryState, FeedbackCategory, JobStatus, Label, SamplingStrategy, Verdict
+from core.vocabulary import DeliveryState, FeedbackCategory, JobStatus, Label, MediaKind, SamplingStrategy, Verdict
 
 MAX_FRAMES_LIMIT = 300
 METADATA_MAX_CHARS = 16_384
@@ -63,11 +63,30 @@ JsonObjectText = Annotated[
 ]
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)  # binary content has no null default: the part is simply absent
+
+
 class JobForm(BaseModel):
     """multipart/form-data body of POST /v1/jobs. Unknown fields are refused."""
 
     model_config = ConfigDict(extra="forbid")
-    file: UploadFile = Field(description="The video: MP4/MOV, WebM/Matroska or AVI, judged by its content.")
+    # Exactly one of file, source_url and upload_id (checked by the route).
+    file: UploadFile = Field(
+        None,
+        json_schema_extra=_no_default,
+        description="The video (MP4/MOV, WebM/Matroska, AVI; animated GIF, PNG or WebP) or still image (JPEG, PNG, "
+        "WebP, AVIF), judged by its content.",
+    )
+    source_url: str | None = Field(
+        None,
+        max_length=2048,
+        description="Instead of a file: an http(s) URL serving the video itself, fetched by the worker (no "
+        "credentials, no private addresses; redirects are followed only to public addresses).",
+    )
+    upload_id: str | None = Field(
+        None, max_length=64, description="Instead of a file: a presigned upload (POST /v1/uploads) already PUT."
+    )
     webhook_url: str | None = Field(
         None, max_length=2048, description="http(s) URL to receive job.succeeded / job.failed webhooks."
     )
@@ -76,11 +95,19 @@ class JobForm(BaseModel):
     )
     sampling: SamplingStrategy = Field(SamplingStrategy.UNIFORM, description="Frame sampling strategy.")
     metadata: JsonObjectText = Field(None, description="A JSON object (as text) stored with the job.")
+    wait: float | None = Field(
+        None,
+        ge=0,
+        le=3600,
+        allow_inf_nan=False,
+        description="Seconds to wait for the verdict, cut to VERITY_MAX_WAIT_S: 200 with the job and its result if "
+        "it ends in time, else the usual 202. Not part of the request an Idempotency-Key names.",
+    )
 
     @field_validator("file")
     @classmethod
-    def _file_part(cls, value: Any) -> FileStorage:
-        if not isinstance(value, FileStorage):
+    def _file_part(cls, value: Any) -> FileStorage | None:
+        if value is not None and not isinstance(value, FileStorage):
             raise ValueError("must be a file part of a multipart/form-data body")
         return value
 
@@ -134,6 +161,12 @@ class JobView(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     links: JobLinks
+
+
+class JobWithResult(JobView):
+    """A job a ``wait`` saw end, with its result (null unless it SUCCEEDED), or an Idempotency-Key's replay."""
+
+    result: ResultView | None = None
 
 
 class JobList(BaseModel):
@@ -238,6 +271,7 @@ class ResultView(BaseModel):
     overrides: list[OverrideView]
     faces_found: int
     frames_sampled: int
+    media: MediaKind = Field(description="image: a still scored as one frame; video: a video or an animation.")
     video: VideoView | None
     timings: dict[str, float] = Field(description="Seconds per pipeline stage, and the total.")
     preprocessing: dict[str, PreprocessingView] = Field(

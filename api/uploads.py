@@ -3,7 +3,6 @@ resolution / duration / frame-count limits the container declares (core.media.pr
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from collections.abc import Set
 from pathlib import Path
@@ -13,31 +12,17 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from api.services.errors import BadInput, Invalid, Unsupported
 from api.services.jobs import SniffedUpload
-from core.media.container import sniff_container
+from core.media.admit import check_probe, sniff_stream
 from core.media.errors import MediaError
-from core.media.probe import Limits, check_limits, probe_video
-
-CHUNK = 1024 * 1024
 
 
 def inspect_upload(stream: IO[bytes]) -> SniffedUpload:
-    stream.seek(0)
-    head = stream.read(64)
-    if not head:
-        raise BadInput("EMPTY_FILE", "the uploaded file is empty")
-    sniffed = sniff_container(head)
-    if sniffed is None:
-        raise Unsupported(
-            "UNSUPPORTED_MEDIA_TYPE",
-            "the file is not a supported video container (MP4/MOV, WebM/Matroska or AVI), judged by its content",
-        )
-    digest = hashlib.sha256(head)
-    size = len(head)
-    while chunk := stream.read(CHUNK):
-        digest.update(chunk)
-        size += len(chunk)
-    stream.seek(0)
-    return SniffedUpload(size=size, sha256=digest.hexdigest(), content_type=sniffed.mime_type)
+    try:
+        admitted = sniff_stream(stream)
+    except MediaError as exc:
+        refusal = BadInput if exc.code == "EMPTY_FILE" else Unsupported
+        raise refusal(exc.code, "the uploaded file is empty" if exc.code == "EMPTY_FILE" else exc.message) from exc
+    return SniffedUpload(size=admitted.size, sha256=admitted.sha256, content_type=admitted.content_type)
 
 
 def display_filename(raw: str | None) -> str | None:
@@ -79,7 +64,7 @@ def check_media(stream: IO[bytes], accepted_codecs: Set[str]) -> None:
     frame, and refuse it over the limits or in a codec outside `accepted_codecs` (VERITY_ACCEPTED_CODECS)."""
     stream.flush()
     try:
-        check_limits(probe_video(Path(stream.name), accepted_codecs), Limits())
+        check_probe(Path(stream.name), accepted_codecs)
     except MediaError as exc:
         # A codec outside the allow-list is an unsupported type (the same 415 code as a refused container);
         # everything else is unprocessable content.

@@ -7,18 +7,18 @@ honoured); nothing else is retried, so a submit or a feedback is never sent twic
 
 from __future__ import annotations
 
-import json
 import mimetypes
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, cast
 
 import requests
 
-from client.types import JobJson, Json, ResultJson
+from client.types import BatchJson, JobJson, JobWithResultJson, Json, ResultJson
+from client.uploads import SubmitSources, job_fields
 
 TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -109,51 +109,55 @@ def _quote(value: str) -> str:
 
 
 class MultipartFile:
-    """A multipart/form-data body that streams one file from disk between small in-memory parts.
+    """A multipart/form-data body that streams files from disk between small in-memory parts.
 
     ``requests`` would read the whole file into memory for ``files=``; this object has a known length (so
     the upload carries Content-Length, which lets the server refuse an oversized upload up front) and is
     read in chunks by the HTTP connection.
     """
 
-    def __init__(self, path: Path, fields: dict[str, str], field_name: str = "file") -> None:
+    def __init__(self, path: Path | Sequence[Path], fields: dict[str, str], field_name: str = "file") -> None:
         self.boundary = f"verity-{uuid.uuid4().hex}"
-        self._path = path
-        self._size = path.stat().st_size
+        self._paths = [path] if isinstance(path, Path) else list(path)
+        self._size = sum(p.stat().st_size for p in self._paths)
         parts = [
             f'--{self.boundary}\r\nContent-Disposition: form-data; name="{_quote(name)}"\r\n\r\n'.encode()
             + value.encode()
             + b"\r\n"
             for name, value in fields.items()
         ]
-        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        parts.append(
+        # One head per file (several: a batch); the CRLF that ends a file part opens the next head.
+        self._heads = [
             (
                 f"--{self.boundary}\r\n"
-                f'Content-Disposition: form-data; name="{field_name}"; filename="{_quote(path.name)}"\r\n'
-                f"Content-Type: {content_type}\r\n\r\n"
+                f'Content-Disposition: form-data; name="{field_name}"; filename="{_quote(p.name)}"\r\n'
+                f"Content-Type: {mimetypes.guess_type(p.name)[0] or 'application/octet-stream'}\r\n\r\n"
             ).encode()
-        )
-        self._head = b"".join(parts)
+            for p in self._paths
+        ]
+        self._heads = [b"".join(parts) + self._heads[0], *(b"\r\n" + head for head in self._heads[1:])]
         self._tail = f"\r\n--{self.boundary}--\r\n".encode()
-        self._segments: list[IO[bytes] | bytes] = [self._head]
-        self._file: IO[bytes] | None = None
+        self._segments: list[IO[bytes] | bytes] = []
+        self._files: list[IO[bytes]] = []
 
     @property
     def content_type(self) -> str:
         return f"multipart/form-data; boundary={self.boundary}"
 
     def __len__(self) -> int:
-        return len(self._head) + self._size + len(self._tail)
+        return sum(len(head) for head in self._heads) + self._size + len(self._tail)
 
     def __enter__(self) -> MultipartFile:
-        self._file = self._path.open("rb")
-        self._segments = [self._head, self._file, self._tail]
+        self._files = [p.open("rb") for p in self._paths]
+        self._segments = []
+        for head, file in zip(self._heads, self._files, strict=True):
+            self._segments += [head, file]
+        self._segments.append(self._tail)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._file is not None:
-            self._file.close()
+        for file in self._files:
+            file.close()
 
     def read(self, size: int = -1) -> bytes:
         """Up to ``size`` bytes (everything left for -1), crossing from one segment into the next."""
@@ -177,7 +181,7 @@ class MultipartFile:
         return bytes(out)
 
 
-class VerityClient:
+class VerityClient(SubmitSources):
     """``VerityClient("http://127.0.0.1:8000", api_key)``; ``timeout`` is per HTTP request, in seconds."""
 
     def __init__(
@@ -265,22 +269,45 @@ class VerityClient:
         idempotency_key: str | None = None,
         max_frames: int | None = None,
         metadata: Json | None = None,
-    ) -> JobJson:
+        wait_s: float | None = None,
+    ) -> JobWithResultJson:
         """Upload a video (streamed from disk) and return the queued job (or, for a replayed
-        ``idempotency_key``, the job that key already made)."""
-        fields: dict[str, str] = {}
-        if webhook_url:
-            fields["webhook_url"] = webhook_url
-        if max_frames is not None:
-            fields["max_frames"] = str(max_frames)
-        if metadata is not None:
-            fields["metadata"] = json.dumps(metadata)
+        ``idempotency_key``, the job that key already made). ``wait_s``: the server holds the request up to that
+        long (cut to its VERITY_MAX_WAIT_S) and returns the job with its ``result`` if it ended by then."""
+        fields = job_fields(webhook_url, max_frames, metadata, wait_s)
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         with MultipartFile(Path(path), fields) as body:
             headers["Content-Type"] = body.content_type
             headers["Content-Length"] = str(len(body))
             job = self._json("POST", "/v1/jobs", data=body, headers=headers, timeout=self.upload_timeout)
-        return cast(JobJson, job)
+        return cast(JobWithResultJson, job)
+
+    # -- batches -----------------------------------------------------------------------------------------
+
+    def submit_batch(
+        self,
+        paths: Sequence[str | os.PathLike[str]],
+        webhook_url: str | None = None,
+        per_item_webhooks: bool = False,
+        idempotency_key: str | None = None,
+        max_frames: int | None = None,
+    ) -> BatchJson:
+        """Upload several files in one request (streamed from disk), one job each; returns the QUEUED batch. The
+        batch's ``webhook_url`` gets one batch.completed event; ``per_item_webhooks`` also sends each job's."""
+        fields = {"per_item_webhooks": str(per_item_webhooks).lower()}
+        if webhook_url:
+            fields["webhook_url"] = webhook_url
+        if max_frames is not None:
+            fields["max_frames"] = str(max_frames)
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        with MultipartFile([Path(p) for p in paths], fields) as body:
+            headers.update({"Content-Type": body.content_type, "Content-Length": str(len(body))})
+            batch = self._json("POST", "/v1/batches", data=body, headers=headers, timeout=self.upload_timeout)
+        return cast(BatchJson, batch)
+
+    def batch(self, batch_id: str) -> BatchJson:
+        """The batch: status, counts per job status, each item's job id, status, verdict and score."""
+        return cast(BatchJson, self._json("GET", f"/v1/batches/{batch_id}"))
 
     def job(self, job_id: str) -> JobJson:
         return cast(JobJson, self._json("GET", f"/v1/jobs/{job_id}"))

@@ -1,4 +1,4 @@
-"""``verity``: submit videos to a Verity API, follow them, read verdicts, label them, manage keys."""
+"""``verity``: submit videos and images to a Verity API, follow them, read verdicts, label them, manage keys."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
+from client import batch_cli, source_cli
 from client.api import (
     DEFAULT_URL,
     AuthError,
@@ -23,15 +24,17 @@ from client.api import (
     VerityError,
     WaitTimeout,
 )
+from client.output import (
+    EXIT_AUTH,
+    EXIT_JOB_FAILED,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_SERVER,
+    EXIT_TIMEOUT,
+    EXIT_USAGE,
+    Output,
+)
 from client.types import JobJson, Json, ResultJson
-
-EXIT_OK = 0
-EXIT_USAGE = 2
-EXIT_AUTH = 3
-EXIT_NOT_FOUND = 4
-EXIT_JOB_FAILED = 5
-EXIT_TIMEOUT = 6
-EXIT_SERVER = 7
 
 KEYS_MODULE = "api.keys_cli"  # the `verity-keys` entry point
 
@@ -50,32 +53,13 @@ exit codes:
   7  server or network error (5xx, 429, connection refused)
 
 examples:
-  verity submit clip.mp4 --wait --frames 16
+  verity submit clip.mp4 --wait --frames 16 ; verity submit a.jpg b.mp4 c.gif --wait  (a batch)
   verity submit clip.mp4 --webhook-url https://example.com/hooks/verity --json
   verity status 3f0c... ; verity result 3f0c... --json
   verity feedback 3f0c... --label FAKE --category FALSE_NEGATIVE --note "face swap"
   verity webhooks 3f0c... --redeliver msg_9a1b...
   verity keys create --tenant acme --role submitter --name ci
 """
-
-
-class Output:
-    """Human text on stdout, progress and errors on stderr; with --json only JSON documents on stdout."""
-
-    def __init__(self, as_json: bool, out: TextIO | None = None, err: TextIO | None = None) -> None:
-        self.as_json = as_json
-        # Resolved now, not at import, so a caller (or pytest) that swapped sys.stdout/stderr is honoured.
-        self.out = out or sys.stdout
-        self.err = err or sys.stderr
-
-    def emit(self, document: Any, human: Callable[[], str]) -> None:
-        if self.as_json:
-            print(json.dumps(document, indent=2), file=self.out)
-        else:
-            print(human(), file=self.out)
-
-    def note(self, line: str) -> None:
-        print(line, file=self.err, flush=True)
 
 
 def _percent(job: JobJson) -> str:
@@ -160,17 +144,18 @@ def _wait(client: VerityClient, out: Output, args: argparse.Namespace, job_id: s
 
 
 def cmd_submit(client: VerityClient, out: Output, args: argparse.Namespace) -> int:
-    path = Path(args.video)
-    if not path.is_file():
-        out.note(f"verity: {path} is not a readable file")
+    paths = [Path(p) for p in args.video]
+    if problem := source_cli.usage_problem(args, paths):
+        out.note(problem)
+        raise SystemExit(EXIT_USAGE)  # as argparse does for its own usage errors
+    if missing := [p for p in paths if not p.is_file()]:
+        out.note(f"verity: {missing[0]} is not a readable file")
         return EXIT_USAGE
-    job = client.submit(
-        path,
-        webhook_url=args.webhook_url,
-        idempotency_key=args.idempotency_key,
-        max_frames=args.frames,
-        metadata=args.metadata,
-    )
+    if len(paths) > 1:  # a batch: one job per file, one batch.completed webhook
+        return batch_cli.cmd_submit_batch(client, out, args, paths)
+    job = source_cli.submit_one(client, out, args, paths[0] if paths else None)
+    if args.wait_seconds is not None and job["status"] in ("SUCCEEDED", "FAILED", "CANCELLED"):  # it ended in time
+        return _finished(out, job, job.get("result"))
     if not args.wait:
         out.emit(job, lambda: f"submitted {job['id']} ({job['status']}); follow it with `verity status {job['id']}`")
         return EXIT_OK
@@ -288,8 +273,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_connection(common, suppress=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    submit = sub.add_parser("submit", parents=[common], help="upload a video")
-    submit.add_argument("video")
+    submit = sub.add_parser("submit", parents=[common], help="upload a video or image, or several as a batch")
+    submit.add_argument(
+        "video",
+        nargs="*",
+        help="a video (MP4/MOV, WebM/MKV, AVI, animated GIF/PNG/WebP) or image (JPEG, PNG, WebP, AVIF), judged by "
+        "its content; several make a batch (one job each)",
+    )
+    submit.add_argument(
+        "--source-url", help="instead of a file: an http(s) URL serving the video, fetched by the server"
+    )
+    submit.add_argument(
+        "--presigned", action="store_true", help="send the file through a presigned upload (automatic above 64 MiB)"
+    )
+    submit.add_argument("--wait-seconds", type=float, help="server-side wait for a small file's verdict (capped)")
     submit.add_argument("--wait", action="store_true", help="wait for the verdict, showing progress on stderr")
     submit.add_argument("--webhook-url", help="where to POST the signed job.succeeded / job.failed event")
     submit.add_argument("--frames", type=_positive_int, help="frames to sample (server default 32)")

@@ -141,6 +141,7 @@ class ResultJson(TypedDict):
     overrides: list[OverrideJson]
     faces_found: int
     frames_sampled: int
+    media: str  # image | video
     video: VideoJson | None
     timings: dict[str, float]
     preprocessing: dict[str, PreprocessingJson]
@@ -148,3 +149,38 @@ class ResultJson(TypedDict):
     test_pack: bool
     calibration_version: str | None
     created_at: str
+
+
+# A base class, not NotRequired[]: under postponed annotations TypedDict cannot see a NotRequired.
+class JobWithResultJson(JobJson, total=False):
+    """POST /v1/jobs with ``wait``: the job, with its result once it ended (null unless it SUCCEEDED)."""
+
+    result: ResultJson | None
+
+
+class BatchItemJson(TypedDict):
+    job_id: str
+    filename: str | None
+    status: str
+    verdict: str | None
+    score: float | None
+    error: str | None  # the error code of an item that FAILED
+    links: JobLinksJson
+
+
+class BatchLinksJson(TypedDict):
+    self: str
+
+
+class BatchJson(TypedDict):
+    id: str
+    status: str  # QUEUED | RUNNING | COMPLETED
+    total: int
+    counts: dict[str, int]
+    items: list[BatchItemJson]
+    webhook_url: str | None
+    per_item_webhooks: bool
+    idempotency_key: str | None
+    created_at: str
+    completed_at: str | None
+    links: BatchLinksJson

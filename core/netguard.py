@@ -1,4 +1,5 @@
-"""Webhook URL vetting against SSRF, shared by the API (at job creation) and the workers (at send time).
+"""URL vetting against SSRF, shared by the API (a webhook or source URL at job creation) and the workers (at send
+or fetch time), and the pinned HTTP session both senders use.
 
 A URL is resolved once; every address it resolves to must be globally routable, and the sender then
 connects to the vetted address itself, so a DNS answer cannot change between the check and the connection.
@@ -14,7 +15,11 @@ from __future__ import annotations
 import ipaddress
 import socket
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from requests.adapters import HTTPAdapter
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -48,7 +53,11 @@ _ISATAP_MASK, _ISATAP_ID = 0xFCFFFFFF, 0x00005EFE
 
 
 class UnsafeUrlError(ValueError):
-    """The URL is not an acceptable webhook target."""
+    """The URL is not an acceptable target (a webhook's, or a job's source_url)."""
+
+
+class UnresolvableHost(UnsafeUrlError):
+    """The URL's host does not resolve: unreachable rather than refused."""
 
 
 @dataclass(frozen=True)
@@ -119,30 +128,78 @@ def _refusal(ip: IPAddress) -> str | None:
     return _refusal_v6(ip) if isinstance(ip, ipaddress.IPv6Address) else _refusal_v4(ip)
 
 
-def vet_url(url: str, allow_private: bool = False) -> VettedTarget:
+def check_url_form(url: str, allow_private: bool = False, what: str = "webhook URL") -> tuple[str, str, int]:
+    """The checks that need no DNS: length, http(s), a host, no credentials, a valid port, and no refused IP
+    literal. Returns (scheme, host, port)."""
     if len(url) > 2048:
-        raise UnsafeUrlError("webhook URL is longer than 2048 characters")
+        raise UnsafeUrlError(f"{what} is longer than 2048 characters")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
-        raise UnsafeUrlError("webhook URL must use http or https")
+        raise UnsafeUrlError(f"{what} must use http or https")
     if not parts.hostname:
-        raise UnsafeUrlError("webhook URL has no host")
+        raise UnsafeUrlError(f"{what} has no host")
     if parts.username or parts.password:
-        raise UnsafeUrlError("webhook URL must not carry credentials")
+        raise UnsafeUrlError(f"{what} must not carry credentials")
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError as exc:
-        raise UnsafeUrlError("webhook URL has an invalid port") from exc
+        raise UnsafeUrlError(f"{what} has an invalid port") from exc
     try:
-        infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+        literal: IPAddress | None = ipaddress.ip_address(parts.hostname.split("%")[0])
+    except ValueError:
+        literal = None
+    if literal is not None and not allow_private and (reason := _refusal(literal)):
+        raise UnsafeUrlError(f"{what} points at {literal} ({reason}), which is refused")
+    return parts.scheme, parts.hostname, port
+
+
+def vet_url(url: str, allow_private: bool = False, what: str = "webhook URL") -> VettedTarget:
+    """check_url_form, then resolve the host once and refuse it if any address it resolves to is not global."""
+    scheme, host, port = check_url_form(url, allow_private, what)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise UnsafeUrlError(f"webhook host {parts.hostname!r} does not resolve") from exc
+        raise UnresolvableHost(f"{what} host {host!r} does not resolve") from exc
     addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
     if not addresses:
-        raise UnsafeUrlError(f"webhook host {parts.hostname!r} does not resolve")
+        raise UnresolvableHost(f"{what} host {host!r} does not resolve")
     if not allow_private:
         for ip in addresses:
             reason = _refusal(ip)
             if reason:
-                raise UnsafeUrlError(f"webhook host resolves to {ip} ({reason}), which is refused")
-    return VettedTarget(url=url, scheme=parts.scheme, host=parts.hostname, port=port, ip=str(addresses[0]))
+                raise UnsafeUrlError(f"{what} host resolves to {ip} ({reason}), which is refused")
+    return VettedTarget(url=url, scheme=scheme, host=host, port=port, ip=str(addresses[0]))
+
+
+class _PinnedTLSAdapter(HTTPAdapter):
+    """Connect to a vetted IP while verifying the certificate (and sending SNI) for the original host."""
+
+    def __init__(self, hostname: str) -> None:
+        self._hostname = hostname
+        super().__init__(max_retries=0)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["server_hostname"] = self._hostname
+        kwargs["assert_hostname"] = self._hostname
+        super().init_poolmanager(*args, **kwargs)
+
+
+@dataclass(frozen=True)
+class PinnedRequest:
+    """A vetted target as requests sends it: to the vetted address, with the Host header of the URL's name."""
+
+    url: str
+    host_header: str
+
+
+def pinned_session(target: VettedTarget) -> tuple[requests.Session, PinnedRequest]:
+    """A session that connects to ``target.ip`` only (no proxy from the environment, TLS checked for the name);
+    the caller sends ``allow_redirects=False`` and vets any redirect itself."""
+    parts = urlsplit(target.url)
+    ip_host = f"[{target.ip}]" if ":" in target.ip else target.ip
+    pinned = urlunsplit((parts.scheme, f"{ip_host}:{target.port}", parts.path or "/", parts.query, ""))
+    session = requests.Session()
+    session.trust_env = False  # never route a vetted request through an environment proxy
+    if target.scheme == "https":
+        session.mount("https://", _PinnedTLSAdapter(target.host))
+    return session, PinnedRequest(pinned, parts.netloc.rsplit("@", 1)[-1])

@@ -22,6 +22,7 @@ def succeeded(job_id: uuid.UUID, result: JobResult) -> dict[str, Any]:
         {
             "job_id": str(job_id),
             "status": "SUCCEEDED",
+            "media": result.media.value,
             "verdict": result.verdict.value,
             "score": result.score,
             "thresholds": {"t_low": result.t_low, "t_high": result.t_high},
@@ -39,4 +40,18 @@ def failed(job_id: uuid.UUID, code: str, message: str) -> dict[str, Any]:
     return _envelope(
         "job.failed",
         {"job_id": str(job_id), "status": "FAILED", "error": {"code": code, "message": message}},
+    )
+
+
+def batch_completed(batch_id: uuid.UUID, counts: dict[str, int], total: int) -> dict[str, Any]:
+    """Sent once, when the batch's last item reaches a terminal status; per-item results are at the batch URL."""
+    return _envelope(
+        "batch.completed",
+        {
+            "batch_id": str(batch_id),
+            "status": "COMPLETED",
+            "total": total,
+            "counts": counts,
+            "batch_url": f"/v1/batches/{batch_id}",
+        },
     )

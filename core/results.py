@@ -31,7 +31,7 @@ from core.result_parts import (
 )
 from core.scoring.override import Override
 from core.scoring.verdict import ModelScore
-from core.vocabulary import Verdict
+from core.vocabulary import MediaKind, Verdict
 
 __all__ = [
     "RESULT_COLUMNS",
@@ -153,6 +153,7 @@ class JobResult:
     model_pack: str | None = None
     test_pack: bool = False
     calibration_version: str | None = None
+    media: MediaKind = MediaKind.VIDEO
 
     def _json_parts(self) -> dict[str, Any]:
         """The JSON of every part, shared by the columns and the view (which differ only in a few names)."""
@@ -191,7 +192,9 @@ class JobResult:
             "t_high": self.t_high,
             "per_model": parts["per_model"],
             "overrides": {"applied": parts["overrides"]},
-            "video": parts["video"] or {},  # the column is NOT NULL
+            # Inside the JSON `video` column, so no migration: the column is NOT NULL, and `media` is its only key
+            # when there is no video metadata.
+            "video": {**(parts["video"] or {}), "media": self.media.value},
         }
 
     def view(self) -> dict[str, Any]:
@@ -203,12 +206,14 @@ class JobResult:
             "models": parts["per_model"],
             "overrides": parts["overrides"],
             "video": parts["video"],
+            "media": self.media.value,
         }
 
     @classmethod
     def from_columns(cls, columns: Mapping[str, Any]) -> JobResult:
         """A stored result, from its ``results`` column values (the inverse of :meth:`columns`)."""
-        video = columns.get("video")
+        video = dict(columns.get("video") or {})
+        media = MediaKind(video.pop("media", MediaKind.VIDEO))  # older rows are all videos
         return cls(
             verdict=Verdict(columns["verdict"]),
             score=opt_float(columns.get("score")),
@@ -227,6 +232,7 @@ class JobResult:
             model_pack=columns.get("model_pack"),
             test_pack=bool(columns.get("test_pack")),
             calibration_version=columns.get("calibration_version"),
+            media=media,
         )
 
     @classmethod

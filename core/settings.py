@@ -68,7 +68,8 @@ DEFAULT_WEBHOOK_BACKOFF_S: tuple[float, ...] = (5, 30, 120, 600, 1800, 7200)
 # surface, so this is an allow-list, but it covers what people really have: phones and web video (h264, hevc, vp8,
 # vp9, av1), webcams and IP cameras (mjpeg, h263), old AVI/DivX/Windows Media-era files (mpeg4, msmpeg4v2,
 # msmpeg4v3), DVD/broadcast transfers (mpeg1video, mpeg2video), editing exports (prores) and Ogg-era web video
-# (theora). wmv2/wmv3 are left out: they travel in ASF, a container Verity does not accept.
+# (theora), and animations (gif, apng). wmv2/wmv3 are left out: they travel in ASF, a container Verity does not
+# accept. Still images and animated WebP are read by Pillow, not by an FFmpeg decoder, and are not listed here.
 DEFAULT_ACCEPTED_CODECS: frozenset[str] = frozenset(
     {
         "h264",
@@ -85,6 +86,8 @@ DEFAULT_ACCEPTED_CODECS: frozenset[str] = frozenset(
         "mpeg2video",
         "prores",
         "theora",
+        "gif",
+        "apng",
     }
 )
 
@@ -228,6 +231,12 @@ class Settings:
     recalibrate_interval_s: float = 0.0
     # A scheduled fit activates its candidate when the held-out metrics beat the current setup's.
     recalibrate_auto_activate: bool = False
+    max_batch_items: int = 50  # files per POST /v1/batches
+    max_wait_s: float = 10.0  # the longest a POST /v1/jobs `wait` holds its request thread
+    # Submit by URL: the worker's fetch may reach private addresses (on-premise only), and takes at most this long.
+    source_allow_private: bool = False
+    source_timeout_s: float = 300.0
+    upload_url_ttl_s: int = 3600  # a presigned upload URL's life; an upload no job used by then is removed
 
     @property
     def embedded_broker(self) -> bool:
@@ -291,6 +300,10 @@ class Settings:
                 f"VERITY_API_KEY_CACHE_S must be between 0 and {MAX_API_KEY_CACHE_S:g} (it bounds how long a revoked "
                 f"key keeps working), got {self.api_key_cache_s:g}"
             )
+        if not (0 < self.source_timeout_s < float("inf") and 0 < self.upload_url_ttl_s <= 7 * 24 * 3600):
+            raise SettingsError("VERITY_SOURCE_TIMEOUT_S must be positive, VERITY_UPLOAD_URL_TTL_S 1-604800 s")
+        if not (1 <= self.max_batch_items <= 1000 and 0 <= self.max_wait_s <= 60):  # NaN fails this too
+            raise SettingsError("VERITY_MAX_BATCH_ITEMS must be 1-1000 and VERITY_MAX_WAIT_S 0-60 seconds")
         if not 0 <= self.recalibrate_interval_s < float("inf"):  # NaN fails this too
             raise SettingsError(
                 "VERITY_RECALIBRATE_INTERVAL_S must be a number of seconds (0: no scheduled fit), got "
@@ -369,6 +382,11 @@ def load_settings() -> Settings:
         recalibration=_recalibration(),
         recalibrate_interval_s=_env_float("VERITY_RECALIBRATE_INTERVAL_S", 0.0),
         recalibrate_auto_activate=_env_bool("VERITY_RECALIBRATE_AUTO_ACTIVATE", False),
+        max_batch_items=_env_int("VERITY_MAX_BATCH_ITEMS", 50),
+        max_wait_s=_env_float("VERITY_MAX_WAIT_S", 10.0),
+        source_allow_private=_env_bool("VERITY_SOURCE_ALLOW_PRIVATE", False),
+        source_timeout_s=_env_float("VERITY_SOURCE_TIMEOUT_S", 300.0),
+        upload_url_ttl_s=_env_int("VERITY_UPLOAD_URL_TTL_S", 3600),
     )
     settings.validate()
     return settings

@@ -48,8 +48,12 @@ class LocalFolderStore:
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(target.name + ".part")
-        with tmp.open("wb") as out:
-            shutil.copyfileobj(stream, out, 1024 * 1024)
+        try:
+            with tmp.open("wb") as out:
+                shutil.copyfileobj(stream, out, 1024 * 1024)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a refused or broken stream leaves nothing behind
+            raise
         tmp.replace(target)  # atomic: a reader never sees half an object
 
     def download_to(self, key: str, dest: Path) -> None:

@@ -25,12 +25,21 @@ class JobStatus(StrEnum):
 TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
+class BatchStatus(StrEnum):
+    """A batch's status, from its items' (core/batches.py): COMPLETED once every item is terminal."""
+
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+
+
 class Stage(StrEnum):
     """Where a job is within its status (``jobs.stage``); shown to clients as progress."""
 
     QUEUED = "queued"
     REQUEUED = "requeued"
     CLAIMED = "claimed"
+    FETCHING = "fetching"  # a source_url job: the worker fetches the URL into the object store
     DOWNLOADING = "downloading"
     DECODING = "decoding"
     SCORING = "scoring"
@@ -39,6 +48,25 @@ class Stage(StrEnum):
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"
+
+
+class SourceError(StrEnum):
+    """Why the worker could not fetch a job's source_url: the submitter's problem, so the job fails at once."""
+
+    UNREACHABLE = "SOURCE_UNREACHABLE"  # no connection, a TLS failure, a non-2xx answer, too many redirects
+    TOO_LARGE = "SOURCE_TOO_LARGE"  # over VERITY_MAX_UPLOAD_BYTES
+    TIMEOUT = "SOURCE_TIMEOUT"  # over VERITY_SOURCE_TIMEOUT_S in all, or silent past the read timeout
+    REFUSED = "SOURCE_REFUSED"  # the URL or a redirect leads to a private, loopback or reserved address
+
+
+class UploadError(StrEnum):
+    """Why POST /v1/jobs refuses an upload_id."""
+
+    NOT_FOUND = "UPLOAD_NOT_FOUND"  # no such upload for this tenant
+    EXPIRED = "UPLOAD_EXPIRED"  # its URL expired before a job used it
+    EMPTY = "UPLOAD_EMPTY"  # nothing was PUT to its URL
+    TOO_LARGE = "UPLOAD_TOO_LARGE"  # more than its max_bytes was PUT
+    USED = "UPLOAD_USED"  # another job already used it
 
 
 class DeliveryState(StrEnum):
@@ -54,6 +82,13 @@ class Verdict(StrEnum):
     UNCERTAIN = "UNCERTAIN"
     # Set by the pipeline when too few frames had a face; the threshold decision never returns it.
     NO_FACE = "NO_FACE"
+
+
+class MediaKind(StrEnum):
+    """What a job scored: a still image (one frame) or a video (animated GIF/WebP/APNG included)."""
+
+    IMAGE = "image"
+    VIDEO = "video"
 
 
 class Label(StrEnum):

@@ -15,6 +15,7 @@ from sqlalchemy import exists, func, insert, select, update
 
 from core.results import FrameRow, JobResult
 from core.vocabulary import JobStatus, Stage
+from db import batches
 from db.jobs import Claim, add_webhook
 from db.models import FrameScore, Job, Result, WebhookDelivery, utcnow
 from db.retry import with_retry
@@ -78,7 +79,9 @@ def _finish(
                 return False
             if add_rows is not None:
                 add_rows(session)
-            return add_webhook(session, c.job_id, c.webhook_url, event, webhook_payload)
+            delivery = add_webhook(session, c.job_id, c.webhook_url, event, webhook_payload)
+            batches.settle(session, c.job_id)  # the worker sends its batch.completed, if any (workers/tasks.py)
+            return delivery
 
     return with_retry(attempt, retry_s, f"{what} {c.job_id}")
 

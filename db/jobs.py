@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 
 from core import payloads
 from core.vocabulary import JobStatus, Stage
+from db import batches
 from db.models import Feedback, Job, WebhookDelivery
 from db.retry import with_retry
 from db.session import session_scope
@@ -37,11 +38,12 @@ class Claim:
     tenant: str
     attempt: int
     input_key: str
-    sha256: str
+    sha256: str | None  # None: a source_url job whose media is not fetched yet
     params: dict[str, Any]
     webhook_url: str | None
     outage_retries: int
     outage_since: datetime | None
+    source_url: str | None = None
 
     @property
     def attempts_used(self) -> int:
@@ -118,6 +120,7 @@ def _take(jid: uuid.UUID, lease_s: int, max_attempts: int | None, owner_gone: bo
                 return Taken(None, "owned")
             url = session.scalar(select(Job.webhook_url).where(Job.id == jid))
             delivery = add_webhook(session, jid, url, "job.failed", payloads.failed(jid, MAX_ATTEMPTS_CODE, message))
+            batches.settle(session, jid)  # its batch.completed, if any, is sent by the caller (workers/tasks.py)
             log.warning("job %s failed: %s", jid, message)
             return Taken(None, "exhausted", delivery)
         result = session.execute(
@@ -155,6 +158,7 @@ def _take(jid: uuid.UUID, lease_s: int, max_attempts: int | None, owner_gone: bo
             job.webhook_url,
             job.outage_retries,
             _aware(job.outage_since),
+            job.source_url,
         )
         return Taken(claim, Stage.CLAIMED)
 
@@ -200,6 +204,18 @@ def heartbeat(c: Claim, stage: str | None, progress: float | None, lease_s: int)
             update(Job)
             .where(Job.id == c.job_id, Job.attempt == c.attempt, Job.status == JobStatus.RUNNING.value)
             .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def record_source(c: Claim, sha256: str, size: int, content_type: str) -> bool:
+    """A source_url job's fetched media; False if this attempt no longer owns the job."""
+    with session_scope() as session:
+        result = session.execute(
+            update(Job)
+            .where(Job.id == c.job_id, Job.attempt == c.attempt, Job.status == JobStatus.RUNNING.value)
+            .values(sha256=sha256, size_bytes=size, content_type=content_type, updated_at=_now())
             .execution_options(synchronize_session=False)
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]

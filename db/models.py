@@ -76,16 +76,21 @@ class Job(Base):
     stage: Mapped[str] = mapped_column(String(32), default="queued")
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     input_key: Mapped[str] = mapped_column(String(200))
-    sha256: Mapped[str] = mapped_column(String(64), index=True)
-    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    # None for a source_url job until the worker has fetched its media (workers/fetch.py).
+    sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
     filename: Mapped[str | None] = mapped_column(String(255))
     content_type: Mapped[str | None] = mapped_column(String(100))
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
     webhook_url: Mapped[str | None] = mapped_column(Text)
+    # Submitted by URL: the worker fetches it into input_key first (Stage.FETCHING).
+    source_url: Mapped[str | None] = mapped_column(Text, default=None)
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     # sha256 of what made the job (file content + form fields): a reused Idempotency-Key with another is refused.
     request_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    # The batch (POST /v1/batches) the job is an item of; its completion is decided in db/batches.py.
+    batch_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("batches.id"), index=True, default=None)
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     # Claims handed back because a dependency was down (workers/tasks.py): ``attempt`` stays a fencing token
     # that every claim bumps, and only ``attempt - outage_retries`` counts against VERITY_MAX_ATTEMPTS.
@@ -104,6 +109,25 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
 
     result: Mapped[Result | None] = relationship(back_populates="job", uselist=False, lazy="raise")
+
+
+class Batch(Base):
+    """Jobs submitted together (POST /v1/batches): one id to poll and one batch.completed webhook."""
+
+    __tablename__ = "batches"
+    __table_args__ = (UniqueConstraint("tenant", "idempotency_key", name="uq_batches_tenant_idempotency_key"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant: Mapped[str] = mapped_column(String(100))
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
+    item_count: Mapped[int] = mapped_column(Integer)
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    per_item_webhooks: Mapped[bool] = mapped_column(Boolean, default=False)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Set, under a row lock, by the transaction that made the last item terminal: batch.completed is written once.
+    completed_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Result(Base):
@@ -230,3 +254,20 @@ class WorkerHeartbeat(Base):
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     seen_at: Mapped[datetime] = mapped_column(default=utcnow)
     info: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Upload(Base):
+    """A presigned upload (POST /v1/uploads): the client PUTs its video to ``object_key`` before ``expires_at``,
+    then submits it once by id. The reaper removes an unused one, with its object, after it expires."""
+
+    __tablename__ = "uploads"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant: Mapped[str] = mapped_column(String(100))
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
+    object_key: Mapped[str] = mapped_column(String(200), unique=True)
+    max_bytes: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
+    job_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), default=None)

@@ -1,7 +1,8 @@
-"""The detection pipeline on one local video file: no database, no broker, no storage.
+"""The detection pipeline on one local video or image file: no database, no broker, no storage.
 
 probe → sample → decode → faces → tracks → crops → every detector (batched) → per-track scoring → verdict.
-Used by the Celery task and by the local tools alike.
+A still image is a video of one frame: every face is a track of length 1. Used by the Celery task and by the
+local tools alike.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from core.results import (
 )
 from core.scoring.sampling import fixed_rate_indices, uniform_indices
 from core.scoring.verdict import CalibrationState, FusionSpec, MemberSpec, score_video
-from core.vocabulary import SAMPLING_STRATEGIES, Stage, Verdict
+from core.vocabulary import SAMPLING_STRATEGIES, MediaKind, Stage, Verdict
 from models.pack import LoadedPack
 from workers.media.crops import CropKey, cut_crops
 from workers.media.faces import Face, FaceDetector
@@ -115,7 +116,9 @@ def frame_counts(decoded: Decoded, with_face: int) -> FrameCounts:
 
 def tracked_detections(faces: list[list[Face]]) -> list[_Detection]:
     tracks = link_tracks([[f.box for f in frame_faces] for frame_faces in faces])
-    kept = [t for t in tracks if len(t) >= MIN_TRACK_DETECTIONS] or tracks[:1]
+    # Fewer sampled frames than that (a still image: one) cannot make a track that long: every face counts.
+    shortest = min(MIN_TRACK_DETECTIONS, len(faces))
+    kept = [t for t in tracks if len(t) >= shortest] or tracks[:1]
     return [
         _Detection(track_id, position, faces[position][det])
         for track_id, track in enumerate(kept)
@@ -150,6 +153,8 @@ def pack_fusion_spec(pack: LoadedPack) -> FusionSpec:
 
 
 def sample_indices(info: VideoInfo, config: PipelineConfig) -> list[int]:
+    if info.media is MediaKind.IMAGE:
+        return [0]
     if config.sampling == "fixed_rate":
         return fixed_rate_indices(info.frame_count, info.fps, config.rate_fps, config.window)
     if config.sampling == "uniform":
@@ -259,6 +264,7 @@ def run_pipeline(
         model_pack=f"{pack.manifest.name}@{pack.manifest.version}",
         test_pack=pack.manifest.test_pack,
         calibration_version=calibration.version if calibration else None,
+        media=info.media,
     )
     if frames_with_face < min(config.min_face_frames, len(frames)) or frames_with_face == 0:
         timings["total"] = round(sum(timings.values()), 4)

@@ -6,6 +6,7 @@
 - QUEUED while the broker's Redis came back empty (restarted without persistence) -> enqueue again now.
 - RUNNING with an expired lease, or with a stale heartbeat and a free liveness lock (its worker is gone)
   -> back to QUEUED, or FAILED with MAX_ATTEMPTS_EXCEEDED (and a job.failed webhook) after max attempts.
+- A presigned upload no job used before it expired -> its row and its object are deleted.
 """
 
 from __future__ import annotations
@@ -16,14 +17,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 
 from core import payloads
 from core.queue import broker_lost_messages, enqueue_detect, enqueue_webhook
 from core.settings import Settings
+from core.storage import StorageError, get_store
 from core.vocabulary import JobStatus, Stage
-from db import jobs, owner_lock
-from db.models import Job
+from db import batches, jobs, owner_lock
+from db.models import Job, Upload
 from db.session import session_scope
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,7 @@ class ReapReport:
     failed: list[str] = field(default_factory=list)
     requeued: list[str] = field(default_factory=list)
     broker_reset: bool = False
+    removed_uploads: list[str] = field(default_factory=list)
 
 
 def _expire_leases(settings: Settings, now: datetime, report: ReapReport) -> list[str]:
@@ -69,8 +72,8 @@ def _expire_leases(settings: Settings, now: datetime, report: ReapReport) -> lis
                 report.failed.append(str(job.id))
                 payload = payloads.failed(job.id, jobs.MAX_ATTEMPTS_CODE, message)
                 delivery = jobs.add_webhook(session, job.id, job.webhook_url, "job.failed", payload)
-                if delivery:
-                    deliveries.append(str(delivery))
+                completed = batches.settle(session, job.id)
+                deliveries += [str(d) for d in (delivery, completed) if d]
             else:
                 log.warning(
                     "job %s attempt %d: %s; handing it back",
@@ -106,6 +109,7 @@ def reap(settings: Settings) -> ReapReport:
     now = datetime.now(UTC)
     report = ReapReport()
     deliveries = _expire_leases(settings, now, report)
+    _remove_expired_uploads(now, report)
     report.broker_reset = _broker_reset()
     if report.broker_reset:
         log.warning("the broker came back without its data: re-enqueueing every queued job")
@@ -137,6 +141,25 @@ def reap(settings: Settings) -> ReapReport:
     if report.enqueued or report.failed:
         log.info("reaper: enqueued %s, failed %s", report.enqueued, report.failed)
     return report
+
+
+def _remove_expired_uploads(now: datetime, report: ReapReport) -> None:
+    """Presigned uploads no job used before they expired go, with their objects. The row first, and only while
+    still unused: a job taking the upload at the same moment then finds it gone instead of losing its object."""
+    with session_scope() as session:
+        expired = session.execute(
+            select(Upload.id, Upload.object_key).where(Upload.used_at.is_(None), Upload.expires_at < now).limit(200)
+        ).all()
+    for upload_id, key in expired:
+        with session_scope() as session:
+            gone = session.execute(delete(Upload).where(Upload.id == upload_id, Upload.used_at.is_(None)))
+            if not gone.rowcount:  # type: ignore[attr-defined]
+                continue
+        try:
+            get_store().delete(key)
+        except StorageError as exc:
+            log.warning("reaper could not delete the expired upload %s (%s): %s", upload_id, key, exc)
+        report.removed_uploads.append(str(upload_id))
 
 
 def _mark_enqueued(job_id: uuid.UUID) -> None:

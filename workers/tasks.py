@@ -26,10 +26,11 @@ from core.queue import enqueue_webhook, soft_time_limit_s
 from core.settings import Settings, get_settings
 from core.storage import ObjectMissing, StorageError, get_store
 from core.vocabulary import Stage, TaskName
-from db import finish, jobs, owner_lock, retry
+from db import batches, finish, jobs, owner_lock, retry
 from db.jobs import Claim
 from workers import calibration_cache, reaper, webhooks
 from workers.celery_app import app
+from workers.fetch import SourceFailure, fetch_source
 
 log = logging.getLogger(__name__)
 
@@ -115,13 +116,24 @@ def _send_webhook(delivery_id: Any) -> None:
         log.warning("could not enqueue webhook %s: %s", delivery_id, exc)
 
 
+def _send_webhooks(job_id: uuid.UUID, delivery_id: Any) -> None:
+    """The job's own event, then the batch.completed that its final write made, if it completed its batch."""
+    _send_webhook(delivery_id)
+    try:
+        completed = batches.completion_delivery(job_id)
+    except Exception as exc:  # the relay sends it from Postgres
+        log.warning("could not look up the batch webhook of job %s: %s", job_id, exc)
+        return
+    _send_webhook(completed)
+
+
 def _fail(claim: Claim, code: str, message: str, patience: Patience) -> None:
     payload = payloads.failed(claim.job_id, code, message)
     outcome = finish.fail(claim, code, message, payload, patience.db_s())
     if outcome is False:  # finish.fail logged it
         return
     log.info("job %s failed: %s: %s", claim.job_id, code, message)
-    _send_webhook(outcome)
+    _send_webhooks(claim.job_id, outcome)
 
 
 def _process(claim: Claim, keeper: LeaseKeeper, patience: Patience) -> None:
@@ -132,10 +144,14 @@ def _process(claim: Claim, keeper: LeaseKeeper, patience: Patience) -> None:
         if keeper.lost:
             raise FencedOff(f"attempt {claim.attempt} lost job {claim.job_id}")
 
-    progress(Stage.DOWNLOADING, 0.01)
     with tempfile.TemporaryDirectory(prefix="verity-job-") as tmp:
         path = Path(tmp) / "input"
-        get_store().download_to(claim.input_key, path)
+        if claim.source_url and claim.sha256 is None:
+            progress(Stage.FETCHING, 0.01)
+            claim = _fetch(claim, path, patience)
+        else:
+            progress(Stage.DOWNLOADING, 0.01)
+            get_store().download_to(claim.input_key, path)
         if claim.outage_since is not None:
             finish.outage_over(claim, patience.db_s())
         progress("loading_models", 0.03)
@@ -172,7 +188,24 @@ def _process(claim: Claim, keeper: LeaseKeeper, patience: Patience) -> None:
     if outcome is False:
         raise FencedOff(f"attempt {claim.attempt} lost job {claim.job_id} before saving")
     log.info("job %s: %s (score %s)", claim.job_id, output.result.verdict, output.result.score)
-    _send_webhook(outcome)
+    _send_webhooks(claim.job_id, outcome)
+
+
+def _fetch(claim: Claim, path: Path, patience: Patience) -> Claim:
+    """Fetch the job's source_url to ``path``, store it at its input_key and record what it is: the claim as it
+    is now. A retried job fetches again until this has been recorded."""
+    assert claim.source_url is not None
+    admitted = fetch_source(claim.source_url, path, get_settings())
+    with path.open("rb") as media:
+        get_store().put_stream(claim.input_key, media, admitted.content_type)
+    if not retry.with_retry(
+        lambda: jobs.record_source(claim, admitted.sha256, admitted.size, admitted.content_type),
+        patience.db_s(),
+        f"recording the fetched source of {claim.job_id}",
+    ):
+        raise FencedOff(f"attempt {claim.attempt} lost job {claim.job_id} while fetching")
+    log.info("job %s: fetched %d bytes from its source_url", claim.job_id, admitted.size)
+    return replace(claim, sha256=admitted.sha256)
 
 
 def _take(job_id: uuid.UUID, lock: owner_lock.OwnerLock, settings: Settings) -> jobs.Taken:
@@ -216,7 +249,8 @@ def detect(self: Task[Any, Any], job_id: str) -> None:
             raise Reject(str(exc)[:200], requeue=True) from exc
         if taken.claim is None:
             log.info("job %s is not claimable: %s", job_id, taken.reason)
-            _send_webhook(taken.delivery_id)
+            if taken.reason == "exhausted":  # failed with MAX_ATTEMPTS_EXCEEDED by this claim
+                _send_webhooks(jid, taken.delivery_id)
             return
         log.info("job %s claimed as attempt %s", job_id, taken.claim.attempt)
         with LeaseKeeper(taken.claim, lock, settings) as keeper:
@@ -230,7 +264,8 @@ def _run(task: Task[Any, Any], claim: Claim, keeper: LeaseKeeper, settings: Sett
         _process(claim, keeper, patience)
     except FencedOff as exc:
         log.warning("%s", exc)
-    except MediaError as exc:
+    except (MediaError, SourceFailure) as exc:
+        # A source that cannot be fetched is the submitter's problem, like bad media: failed at once, not retried.
         _fail(claim, exc.code, exc.message, patience)
     except SoftTimeLimitExceeded:
         _fail(claim, "TIMEOUT", f"processing took longer than {settings.task_time_limit_s} s", patience)

@@ -18,13 +18,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 from sqlalchemy import select, update
 
-from core.netguard import UnsafeUrlError, VettedTarget, vet_url
+from core.netguard import UnsafeUrlError, VettedTarget, pinned_session, vet_url
 from core.settings import Settings
 from core.vocabulary import DeliveryState
 from db.models import Job, WebhookDelivery
@@ -39,19 +37,6 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     key = base64.b64decode(secret.removeprefix("whsec_"))
     mac = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
     return "v1," + base64.b64encode(mac).decode()
-
-
-class _PinnedTLSAdapter(HTTPAdapter):
-    """Connect to a vetted IP while verifying the certificate (and sending SNI) for the original host."""
-
-    def __init__(self, hostname: str) -> None:
-        self._hostname = hostname
-        super().__init__(max_retries=0)
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["server_hostname"] = self._hostname
-        kwargs["assert_hostname"] = self._hostname
-        super().init_poolmanager(*args, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -78,18 +63,13 @@ def _retry_after(response: requests.Response) -> float | None:
 
 
 def post_pinned(target: VettedTarget, body: bytes, headers: dict[str, str], timeout_s: float) -> SendOutcome:
-    parts = urlsplit(target.url)
-    ip_host = f"[{target.ip}]" if ":" in target.ip else target.ip
-    pinned = urlunsplit((parts.scheme, f"{ip_host}:{target.port}", parts.path or "/", parts.query, ""))
-    with requests.Session() as session:
-        session.trust_env = False  # never route a vetted request through an environment proxy
-        if target.scheme == "https":
-            session.mount("https://", _PinnedTLSAdapter(target.host))
+    session, pinned = pinned_session(target)
+    with session:
         try:
             response = session.post(
-                pinned,
+                pinned.url,
                 data=body,
-                headers={**headers, "Host": parts.netloc.rsplit("@", 1)[-1]},
+                headers={**headers, "Host": pinned.host_header},
                 timeout=timeout_s,
                 allow_redirects=False,
             )

@@ -13,9 +13,10 @@ from typing import IO, Any
 
 from api.services.errors import Conflict, Invalid, NotFound, Unavailable
 from api.services.repository import DuplicateJob, Repository, UnitOfWork
-from core.netguard import UnsafeUrlError, vet_url
+from api.services.uploads import upload_object_key
+from core.netguard import UnsafeUrlError, check_url_form, vet_url
 from core.storage import ObjectStore, StorageError
-from core.vocabulary import JobStatus, Stage
+from core.vocabulary import JobStatus, Stage, UploadError
 from db.apikeys import Principal
 from db.models import Job
 
@@ -33,26 +34,35 @@ class SniffedUpload:
 
 @dataclass(frozen=True)
 class JobRequest:
-    """A submission as the route parsed it: the spooled file, already sniffed, and the form fields as validated."""
+    """A submission as the route parsed it: the spooled file (or a presigned upload read back), already sniffed, or
+    a source URL for the worker to fetch; and the form fields as validated."""
 
-    file: IO[bytes]
-    upload: SniffedUpload
+    file: IO[bytes] | None  # None: a source_url job
+    upload: SniffedUpload | None
     filename: str | None  # for display only: never part of a key, a path or the fingerprint
     webhook_url: str | None
     max_frames: int | None
     sampling: str
     metadata: dict[str, Any] | None
     idempotency_key: str | None
+    source_url: str | None = None
+    # The presigned upload the file was read back from: the job uses its object where it is, and uses it up.
+    upload_id: uuid.UUID | None = None
 
     def fingerprint(self) -> str:
         """What makes two submissions the same request: the file's content and the form fields."""
-        fields = {
-            "file_sha256": self.upload.sha256,
+        fields: dict[str, Any] = {
+            "file_sha256": self.upload.sha256 if self.upload else None,
             "webhook_url": self.webhook_url,
             "max_frames": self.max_frames,
             "sampling": self.sampling,
             "metadata": self.metadata,
         }
+        # Only when set, so the fingerprints of jobs made before these fields existed still match.
+        if self.source_url:
+            fields["source_url"] = self.source_url
+        if self.upload_id:
+            fields["upload_id"] = str(self.upload_id)
         return hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -87,6 +97,68 @@ def _by_idempotency_key(jobs: UnitOfWork, tenant: str, key: str) -> Job | None:
         return repo.job_by_idempotency_key(tenant, key)
 
 
+def vet_webhook(url: str | None, allow_private: bool) -> str | None:
+    """The webhook URL (None for none), refused when it is not a safe http(s) target."""
+    if url:
+        try:
+            vet_url(url, allow_private=allow_private)
+        except UnsafeUrlError as exc:
+            raise Invalid("INVALID_WEBHOOK_URL", str(exc)) from exc
+    return url or None
+
+
+def vet_source(url: str, allow_private: bool) -> str:
+    """A source URL's form, without resolving it (the worker vets every address it connects to): http(s), no
+    credentials, no private IP literal."""
+    try:
+        check_url_form(url, allow_private=allow_private, what="source URL")
+    except UnsafeUrlError as exc:
+        raise Invalid("INVALID_SOURCE_URL", str(exc)) from exc
+    return url
+
+
+def store_upload(store: ObjectStore, request: JobRequest, job_id: uuid.UUID) -> str:
+    """Put the spooled upload in the object store under the job's key; a store that is down is Unavailable.
+    A presigned upload stays where it was PUT; a source_url job's key is where the worker will store the fetch."""
+    if request.upload_id is not None:
+        return upload_object_key(request.upload_id)
+    object_key = f"uploads/{job_id}"
+    if request.file is None or request.upload is None:
+        return object_key
+    try:
+        store.put_stream(object_key, request.file, request.upload.content_type)
+    except StorageError as exc:
+        log.error("storage failed for %s: %s", object_key, exc)
+        raise Unavailable("STORAGE_UNAVAILABLE", "the object store is unavailable; retry later") from exc
+    return object_key
+
+
+def new_job(
+    submitter: Principal, request: JobRequest, store: ObjectStore, webhook_url: str | None, default_max_frames: int
+) -> Job:
+    """Store the upload and return its QUEUED job row (not yet added to any session)."""
+    job_id = uuid.uuid4()
+    object_key = store_upload(store, request, job_id)
+    return Job(
+        id=job_id,
+        tenant=submitter.tenant,
+        api_key_id=submitter.id,
+        status=JobStatus.QUEUED.value,
+        stage=Stage.QUEUED,
+        input_key=object_key,
+        sha256=request.upload.sha256 if request.upload else None,
+        size_bytes=request.upload.size if request.upload else None,
+        filename=request.filename,
+        content_type=request.upload.content_type if request.upload else None,
+        source_url=request.source_url,
+        params={"max_frames": request.max_frames or default_max_frames, "sampling": request.sampling},
+        metadata_=request.metadata or {},
+        webhook_url=webhook_url,
+        idempotency_key=request.idempotency_key,
+        request_fingerprint=request.fingerprint(),
+    )
+
+
 def submit_job(
     submitter: Principal,
     request: JobRequest,
@@ -107,57 +179,34 @@ def submit_job(
     if key and (existing := _by_idempotency_key(jobs, submitter.tenant, key)):
         return _replay(existing, fingerprint)
 
-    webhook_url = request.webhook_url or None
-    if webhook_url:
-        try:
-            vet_url(webhook_url, allow_private=allow_private_webhooks)
-        except UnsafeUrlError as exc:
-            raise Invalid("INVALID_WEBHOOK_URL", str(exc)) from exc
-    check_media(request.file)
-
-    job_id = uuid.uuid4()
-    object_key = f"uploads/{job_id}"
-    try:
-        store.put_stream(object_key, request.file, request.upload.content_type)
-    except StorageError as exc:
-        log.error("storage failed for job %s: %s", job_id, exc)
-        raise Unavailable("STORAGE_UNAVAILABLE", "the object store is unavailable; retry later") from exc
-
-    job = Job(
-        id=job_id,
-        tenant=submitter.tenant,
-        api_key_id=submitter.id,
-        status=JobStatus.QUEUED.value,
-        stage=Stage.QUEUED,
-        input_key=object_key,
-        sha256=request.upload.sha256,
-        size_bytes=request.upload.size,
-        filename=request.filename,
-        content_type=request.upload.content_type,
-        params={"max_frames": request.max_frames or default_max_frames, "sampling": request.sampling},
-        metadata_=request.metadata or {},
-        webhook_url=webhook_url,
-        idempotency_key=key,
-        request_fingerprint=fingerprint,
-    )
+    webhook_url = vet_webhook(request.webhook_url, allow_private_webhooks)
+    if request.file is not None:
+        check_media(request.file)
+    job = new_job(submitter, request, store, webhook_url, default_max_frames)
+    # A presigned upload's object is the client's until a job has used it up: never deleted here.
+    object_key = job.input_key if request.upload_id is None else None
     try:
         with jobs() as repo:
             repo.add_job(job)
+            if request.upload_id is not None and not repo.use_upload(submitter.tenant, request.upload_id, job.id):
+                raise Conflict(UploadError.USED, "this upload was already used by another job; make a new one")
     except DuplicateJob:
         # Lost an idempotency race: keep the winner's job and object, drop ours.
-        store.delete(object_key)
+        if object_key:
+            store.delete(object_key)
         winner = _by_idempotency_key(jobs, submitter.tenant, key) if key else None
         if winner is None:
             raise
         return _replay(winner, fingerprint)
     except Exception:
-        store.delete(object_key)
+        if object_key:
+            store.delete(object_key)
         raise
-    _try_enqueue(job_id, jobs, enqueue)
+    try_enqueue(job.id, jobs, enqueue)
     return Submitted(job, replayed=False)
 
 
-def _try_enqueue(job_id: uuid.UUID, jobs: UnitOfWork, enqueue: Callable[[str], None]) -> None:
+def try_enqueue(job_id: uuid.UUID, jobs: UnitOfWork, enqueue: Callable[[str], None]) -> None:
     """After commit: a broker outage leaves the job QUEUED with no enqueued_at; the reaper sends it later."""
     try:
         enqueue(str(job_id))
@@ -176,6 +225,7 @@ def cancel_job(repo: Repository, tenant: str, job_id: uuid.UUID) -> Job:
         job.status = JobStatus.CANCELLED.value
         job.stage = Stage.CANCELLED
         job.finished_at = datetime.now(UTC)
+        repo.settle_batch(job.id)  # its batch.completed, if it was the last open item, goes out through the relay
     elif job.status != JobStatus.CANCELLED:
         raise Conflict("JOB_FINISHED", f"the job already finished with status {job.status}")
     return job

@@ -12,7 +12,8 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from db.models import Feedback, Job
+from db import batches
+from db.models import Batch, Feedback, Job, Result, Upload
 from db.session import session_scope
 
 
@@ -31,6 +32,12 @@ class Repository(Protocol):
 
     def add_feedback(self, feedback: Feedback) -> None:
         """Store the label; its id and created_at are set on return."""
+
+    def use_upload(self, tenant: str, upload_id: uuid.UUID, job_id: uuid.UUID) -> bool:
+        """Mark the tenant's unused presigned upload as the job's; False if another job already used it."""
+
+    def settle_batch(self, job_id: uuid.UUID) -> None:
+        """The job just became terminal: complete its batch if it was the last open item (db/batches.py)."""
 
 
 # One transaction per call: commits when the block succeeds, raises DuplicateJob on a broken uniqueness rule.
@@ -66,9 +73,42 @@ class SqlRepository:
         self.session.add(feedback)
         self.session.flush()
 
+    def settle_batch(self, job_id: uuid.UUID) -> None:
+        batches.settle(self.session, job_id)
+
+    def use_upload(self, tenant: str, upload_id: uuid.UUID, job_id: uuid.UUID) -> bool:
+        result = self.session.execute(
+            update(Upload)
+            .where(Upload.id == upload_id, Upload.tenant == tenant, Upload.used_at.is_(None))
+            .values(used_at=datetime.now(UTC), job_id=job_id)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def get_batch(self, tenant: str, batch_id: uuid.UUID) -> Batch | None:
+        return self.session.scalar(select(Batch).where(Batch.id == batch_id, Batch.tenant == tenant))
+
+    def batch_by_idempotency_key(self, tenant: str, key: str) -> Batch | None:
+        return self.session.scalar(select(Batch).where(Batch.tenant == tenant, Batch.idempotency_key == key))
+
+    def add_batch(self, batch: Batch, jobs: list[Job]) -> None:
+        # One transaction: no item can finish (and count the batch complete) before every item exists.
+        self.session.add(batch)
+        self.session.flush()
+        self.session.add_all(jobs)
+
+    def batch_items(self, batch_id: uuid.UUID) -> list[tuple[Job, Result | None]]:
+        rows = self.session.execute(
+            select(Job, Result)
+            .outerjoin(Result, Result.job_id == Job.id)
+            .where(Job.batch_id == batch_id)
+            .order_by(Job.created_at, Job.id)
+        )
+        return [(job, result) for job, result in rows]
+
 
 @contextmanager
-def sql_unit_of_work() -> Iterator[Repository]:
+def sql_unit_of_work() -> Iterator[SqlRepository]:
     """A ``UnitOfWork`` over ``db.session.session_scope``."""
     try:
         with session_scope() as session:

@@ -1,4 +1,4 @@
-"""Decode chosen frames of a video as RGB arrays."""
+"""Decode chosen frames of a video (or the one frame of a still image) as RGB arrays."""
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -11,8 +11,9 @@ import av.video.stream
 import numpy as np
 from numpy.typing import NDArray
 
-from core.media.container import open_input
+from core.media.container import Sniffed, open_input, sniff_file
 from core.media.errors import MediaError
+from core.media.image import read_header, read_pixels
 from core.media.probe import Limits
 
 
@@ -20,7 +21,7 @@ from core.media.probe import Limits
 class Frame:
     index: int  # position in decode (presentation) order, 0-based
     timestamp_s: float
-    image: NDArray[np.uint8]  # H x W x 3 RGB, upright (the container's display rotation applied)
+    image: NDArray[np.uint8]  # H x W x 3 RGB, upright (the display rotation or EXIF orientation applied)
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,11 @@ def decode_frames(
         return DecodedFrames([], [], [], False)
     if wanted[0] < 0:
         raise ValueError(f"frame indices must be >= 0, got {wanted[0]}")
+    sniffed = sniff_file(path)
+    if sniffed.reader == "pillow":
+        frames = _pillow_frames(path, sniffed, wanted, max_pixels)
+        got = {f.index for f in frames}
+        return DecodedFrames(frames, wanted, [i for i in wanted if i not in got], False)
     # The header check first: an unproven pair (AVI, ...) never pays for the demux pass the ranks need.
     use_shortcut = _skip_proven(path) if skip_unreferenced is None else skip_unreferenced
     ranks = _presentation_ranks(path) if use_shortcut else None
@@ -102,6 +108,12 @@ def decode_frames(
         frames = _decode(path, wanted, max_pixels, None)
         got = {f.index for f in frames}
     return DecodedFrames(frames, wanted, [i for i in wanted if i not in got], bool(ranks))
+
+
+def _pillow_frames(path: Path, sniffed: Sniffed, wanted: list[int], max_pixels: int) -> list[Frame]:
+    """A still image (frame 0) or animated WebP frames, each stamped with the delays of the frames before it."""
+    starts = np.cumsum((0.0, *read_header(path, sniffed).durations_s))
+    return [Frame(i, float(starts[i]), image) for i, image in read_pixels(path, sniffed, wanted, max_pixels)]
 
 
 def _skip_proven(path: Path) -> bool:

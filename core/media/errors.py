@@ -5,6 +5,7 @@ from typing import Literal
 MediaErrorCode = Literal[
     # Not a container or codec we accept (HTTP 415). Named as the API's other 415s, so a client handles one code.
     "UNSUPPORTED_MEDIA_TYPE",
+    "EMPTY_FILE",  # no bytes at all (400)
     "CORRUPT_MEDIA",  # an accepted container we cannot parse, e.g. empty or truncated (422)
     "NO_VIDEO_STREAM",  # a valid container without a video stream (422)
     "LIMIT_EXCEEDED",  # resolution / duration / frame count over the configured limits (422)

@@ -1,4 +1,4 @@
-"""Read a video's metadata without decoding frames, and refuse files over the configured limits.
+"""Read a video's or an image's metadata without decoding frames, and refuse files over the configured limits.
 
 DESIGN §8: resolution / duration / frame-count limits are checked from container metadata before any
 decoding, so a small file that declares a huge frame size or a long duration is refused in milliseconds.
@@ -14,12 +14,16 @@ import av.container
 import av.video.stream
 
 from core.media.bmff import video_sample_counts
-from core.media.container import open_input, sniff_container
+from core.media.container import Sniffed, open_input, sniff_container, sniff_file
 from core.media.errors import MediaError
+from core.media.image import read_header
 from core.settings import accepted_codecs_from_env
+from core.vocabulary import MediaKind
 
 # Far above any frame count we accept, yet it bounds what FFmpeg's MP4 index may cost when opening (~14 MB).
 MAX_DECLARED_SAMPLES = 1_000_000
+# Animations: no frame rate, only a delay per frame, which the probe sums (APNG declares no duration at all).
+_TIMED_BY_FRAME = {"gif", "apng"}
 
 
 @dataclass(frozen=True)
@@ -31,8 +35,11 @@ class VideoInfo:
     fps: float  # average frame rate
     frame_count: int  # from the container; estimated as duration x fps when it declares none
     duration_s: float
-    container: str  # FFmpeg demuxer used: "mp4" (also MOV/3GP), "matroska" (also WebM) or "avi"
-    codec: str  # FFmpeg codec name, e.g. "h264"
+    # FFmpeg demuxer used: "mp4" (also MOV/3GP), "matroska" (also WebM), "avi", "gif", "apng"; or the format
+    # Pillow read: "webp" (animated), or for a still image "jpeg", "png", "webp", "avif"
+    container: str
+    codec: str  # FFmpeg codec name, e.g. "h264"; for a file Pillow reads, its format
+    media: MediaKind = MediaKind.VIDEO  # a still image: one frame, fps and duration 0
 
 
 @dataclass(frozen=True)
@@ -51,11 +58,15 @@ class Limits:
 
 
 def probe_video(path: Path, accepted_codecs: Set[str] | None = None) -> VideoInfo:
-    """Container and stream metadata of the first video stream; no frame is decoded.
+    """Container and stream metadata of the first video stream, or an image's header; no frame is decoded.
 
     `accepted_codecs` (canonical FFmpeg names) defaults to VERITY_ACCEPTED_CODECS: the worker probes again with
-    the same setting, so a file the API let through is not refused later (or the other way round).
+    the same setting, so a file the API let through is not refused later (or the other way round). Files Pillow
+    reads (stills, animated WebP) are accepted by format, not by FFmpeg codec.
     """
+    sniffed = sniff_file(path)
+    if sniffed.reader == "pillow":
+        return _pillow_info(path, sniffed)
     accepted = accepted_codecs_from_env() if accepted_codecs is None else accepted_codecs
     _check_declared_samples(path)
     with open_input(path) as container:
@@ -71,9 +82,13 @@ def probe_video(path: Path, accepted_codecs: Set[str] | None = None) -> VideoInf
         width, height = stream.codec_context.width, stream.codec_context.height
         if not (width and height):
             width, height = _declared_size(path)  # FFmpeg dropped a size over its own limit
-        fps = _fps(stream)
-        duration_s = _duration_s(container, stream)
-        frame_count = stream.frames or round(duration_s * fps)
+        if sniffed.demuxer in _TIMED_BY_FRAME:
+            frame_count, duration_s = _frame_timing(container, stream)
+            fps = frame_count / duration_s
+        else:
+            fps = _fps(stream)
+            duration_s = _duration_s(container, stream)
+            frame_count = stream.frames or round(duration_s * fps)
         _check_not_truncated(path, stream)
         return VideoInfo(width, height, fps, frame_count, duration_s, container.format.name, codec)
 
@@ -93,6 +108,32 @@ def check_limits(info: VideoInfo, limits: Limits) -> None:
 
 def _limit(message: str) -> MediaError:
     return MediaError("LIMIT_EXCEEDED", message)
+
+
+def _pillow_info(path: Path, sniffed: Sniffed) -> VideoInfo:
+    header = read_header(path, sniffed)
+    if sniffed.kind is MediaKind.IMAGE:
+        return VideoInfo(header.width, header.height, 0.0, 1, 0.0, sniffed.demuxer, header.codec, MediaKind.IMAGE)
+    duration_s = sum(header.durations_s)
+    count = len(header.durations_s)
+    return VideoInfo(header.width, header.height, count / duration_s, count, duration_s, sniffed.demuxer, header.codec)
+
+
+def _frame_timing(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> tuple[int, float]:
+    """Frame count and duration summed from each frame's own delay: an animation has no frame rate, and APNG
+    declares neither count nor duration. Demuxing only (no decoding), stopped past any frame-count limit."""
+    count, ticks = 0, 0
+    for packet in container.demux(stream):
+        if packet.size:
+            count += 1
+            ticks += packet.duration or 0
+        if count > MAX_DECLARED_SAMPLES:
+            break
+    if not count:
+        raise MediaError("NO_VIDEO_STREAM", f"the {container.format.name} file holds no frame")
+    duration_s = float(ticks * stream.time_base) if stream.time_base else 0.0
+    # FFmpeg's gif demuxer already shows a zero delay as 100 ms, as browsers do; APNG's does not.
+    return count, duration_s if duration_s > 0 else count * 0.1
 
 
 def _check_declared_samples(path: Path) -> None:

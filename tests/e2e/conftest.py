@@ -33,7 +33,8 @@ class Stack:
 @pytest.fixture(scope="session")
 def stack(services: Services, keys: Keys, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     logs = tmp_path_factory.mktemp("e2e-logs")
-    env = {**os.environ, **services.env, "PYTHONUNBUFFERED": "1"}
+    # Sources served on loopback by the tests: the API's and the worker's source guard relaxed, as for webhooks.
+    env = {**os.environ, **services.env, "PYTHONUNBUFFERED": "1", "VERITY_SOURCE_ALLOW_PRIVATE": "1"}
     port = free_port()
     # One worker on both queues with beat inside, on the production prefork pool (the demo runs solo).
     worker = processes.worker_service("worker", "gpu,io", "-c", "1", beat=True)
@@ -80,12 +81,16 @@ def wait_terminal(stack: Stack, key: str, job_id: str) -> dict[str, Any]:
         time.sleep(0.5)
 
 
-def hooks_for(stack: Stack, job_id: str, wait_s: float = 30) -> list[dict[str, Any]]:
+def hooks_for(stack: Stack, job_id: str, wait_s: float = 30, about: str = "job_id") -> list[dict[str, Any]]:
+    """The webhooks received about a job (or, with ``about="batch_id"``, about a batch)."""
+
+    def received() -> list[dict[str, Any]]:
+        return [h for h in stack.receiver.received if json.loads(h["body"])["data"].get(about) == job_id]
+
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
-        found = [h for h in stack.receiver.received if json.loads(h["body"])["data"]["job_id"] == job_id]
-        if found:
+        if received():
             time.sleep(2)  # a duplicate delivery would arrive now, if there were one
-            return [h for h in stack.receiver.received if json.loads(h["body"])["data"]["job_id"] == job_id]
+            return received()
         time.sleep(0.2)
     return []

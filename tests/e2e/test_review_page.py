@@ -21,6 +21,7 @@ from sqlalchemy import select
 from db.heartbeat import HEARTBEAT_INTERVAL_S
 from tests.conftest import REPO, Keys, bearer, shared_file
 from tests.e2e.conftest import Stack, submit, wait_terminal
+from tests.support.images import FACE_CLIP, first_frame, save_still
 
 pytestmark = pytest.mark.e2e
 
@@ -133,6 +134,33 @@ def test_moderator_labels_a_job_in_the_browser(
         ]
     assert not problems, problems
     print(f"\nreview screenshots: {queue_shot} {job_shot}")
+
+
+def test_an_image_shows_with_its_face_boxes(stack: Stack, keys: Keys, browser: Any, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    still = save_still(first_frame(shared_file(FACE_CLIP)), tmp_path / "face.webp")
+    job = submit(stack, keys.submitter, still, name=still.name)
+    assert wait_terminal(stack, keys.submitter, job["id"])["status"] == "SUCCEEDED"
+    url = f"{stack.base}/v1/jobs/{job['id']}/result"
+    result = requests.get(url, headers=bearer(keys.submitter), timeout=10).json()
+    assert result["media"] == "image" and result["faces_found"] >= 1
+
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    page.goto(f"{stack.base}/review")
+    page.fill("#key", keys.moderator)
+    page.click("#sign-in-form button[type=submit]")
+    expect(page.locator("#content")).to_be_visible()
+    page.goto(f"{stack.base}/review/jobs/{job['id']}")
+    expect(page.locator("#media-title")).to_have_text("Image")
+    wait_until(lambda: page.locator("#still").evaluate("img => img.naturalWidth") > 0, "the image")
+    expect(page.locator("#still-wrap .face-box")).to_have_count(result["faces_found"])
+    wait_until(lambda: page.locator("#frames").evaluate("img => img.naturalWidth") > 0, "the sampled frame")
+    expect(page.locator("#still-wrap .face-box").first).to_be_visible()  # the page shows once all has loaded
+    expect(page.locator("#video")).to_be_hidden()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "review-image.png"), full_page=True)
+    page.close()
 
 
 def test_live_metrics_readiness_and_json_logs(stack: Stack, finished_job: dict[str, Any]) -> None:

@@ -295,11 +295,15 @@ def operations(client: FlaskClient) -> list[Operation]:
 
 @pytest.fixture(scope="module")
 def path_values(client: FlaskClient, keys: Keys) -> dict[str, str]:
-    """A real job of the admin's tenant (its video is in the bucket), so attacks reach past the 404s."""
+    """A real job and batch of the admin's tenant (their videos are in the bucket), so attacks reach past the 404s."""
     job = upload_attack("setup")
     response = client.post("/v1/jobs", data=job.body, content_type=job.content_type, headers=bearer(keys.admin))
     assert response.status_code == 202, response.json
-    return {"job_id": body(response)["id"], "delivery_id": str(uuid.uuid4()), "version": "v-none"}
+    batch = parts_attack("setup", ("file", "a.mp4", tiny_mp4(1)), ("file", "b.mp4", tiny_mp4(2)))
+    made = client.post("/v1/batches", data=batch.body, content_type=batch.content_type, headers=bearer(keys.admin))
+    assert made.status_code == 202, made.json
+    ids = {"job_id": body(response)["id"], "batch_id": body(made)["id"]}
+    return {**ids, "delivery_id": str(uuid.uuid4()), "upload_id": str(uuid.uuid4()), "version": "v-none"}
 
 
 def _url(op: Operation, values: dict[str, str], attack: Attack) -> str:

@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from werkzeug.test import TestResponse
 
 from tests.conftest import REPO, Keys, Services, bearer
 from tests.support.http import body
+from tests.support.images import jpeg_declaring, png_declaring, webp_declaring
 from tests.support.videos import box_path, h264_mp4_declaring, tiny_mp4, write_avi, write_video
 
 
@@ -68,6 +70,11 @@ def crafted(tmp: Path) -> dict[str, tuple[Path, str, str]]:
         "50M samples": (_mp4_declaring_samples(tmp / "samples.mp4", 50_000_000), "LIMIT_EXCEEDED", "samples"),
         "3 hours": (long, "LIMIT_EXCEEDED", "duration"),
         "corrupt": (garbage, "CORRUPT_MEDIA", ""),
+        # Image bombs (issue 13): refused from the header, never decoded.
+        "png 100000x100000": (png_declaring(tmp / "bomb.png", 100_000, 100_000), "LIMIT_EXCEEDED", "pixels"),
+        "jpeg 65000x65000": (jpeg_declaring(tmp / "bomb.jpg", 65_000, 65_000), "LIMIT_EXCEEDED", "pixels"),
+        "webp 16000x16000": (webp_declaring(tmp / "bomb.webp", 16_000, 16_000), "LIMIT_EXCEEDED", "16000x16000"),
+        "png 5000x5000": (png_declaring(tmp / "big.png", 5000, 5000), "LIMIT_EXCEEDED", "5000x5000"),
     }
 
 
@@ -175,7 +182,7 @@ def test_a_refused_codec_and_a_refused_container_answer_the_same_415(
     assert (codec.status_code, body(codec)["error"]["code"]) == (415, "UNSUPPORTED_MEDIA_TYPE")
     assert body(codec)["error"]["message"] == "video codec 'mjpeg' is not accepted; accepted codecs: h264"
     assert (container.status_code, body(container)["error"]["code"]) == (415, "UNSUPPORTED_MEDIA_TYPE")
-    assert "MP4/MOV, WebM/Matroska or AVI" in body(container)["error"]["message"]
+    assert "MP4/MOV, WebM/Matroska, AVI, GIF" in body(container)["error"]["message"]
     assert _post(client, keys, tiny_mp4(9), "ok.mp4").status_code == 202  # h264 still passes
 
 
@@ -187,7 +194,7 @@ def test_a_refused_codec_and_a_refused_container_answer_the_same_415(
 def test_client_filenames_never_reach_a_key_or_a_path(
     client: FlaskClient, keys: Keys, name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import api.uploads
+    import core.media.admit
     from core.media.probe import VideoInfo, probe_video
     from core.storage import get_store
     from db.models import Job
@@ -199,7 +206,7 @@ def test_client_filenames_never_reach_a_key_or_a_path(
         probed.append(path)
         return probe_video(path, accepted_codecs)
 
-    monkeypatch.setattr(api.uploads, "probe_video", recording_probe)  # the name api.uploads calls
+    monkeypatch.setattr(core.media.admit, "probe_video", recording_probe)  # the name the upload check calls
     response = client.post(
         "/v1/jobs",
         data={"file": (io.BytesIO(tiny_mp4(4)), name)},
@@ -217,4 +224,6 @@ def test_client_filenames_never_reach_a_key_or_a_path(
         row = s.get(Job, uuid.UUID(job["id"]))
         assert row is not None and row.input_key == f"uploads/{job['id']}"
     objects = get_store().client.list_objects_v2(Bucket="verity-test")["Contents"]  # type: ignore[attr-defined]
-    assert all(o["Key"].startswith("uploads/") and uuid.UUID(o["Key"].split("/", 1)[1]) for o in objects)
+    # Every key in the bucket is the server's own: a fixed prefix (uploads/, or incoming/ for presigned uploads)
+    # and a uuid, whatever the clients called their files.
+    assert all(re.fullmatch(r"(uploads|incoming)/[0-9a-f-]{36}", o["Key"]) for o in objects), objects

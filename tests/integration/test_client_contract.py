@@ -30,6 +30,10 @@ CONTRACT = {
     "VideoJson": "VideoView",
     "FrameCountsJson": "FrameCountsView",
     "PreprocessingJson": "PreprocessingView",
+    "JobWithResultJson": "JobWithResult",
+    "BatchJson": "BatchView",
+    "BatchItemJson": "BatchItemView",
+    "BatchLinksJson": "BatchLinks",
 }
 
 

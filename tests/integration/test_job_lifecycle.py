@@ -14,9 +14,8 @@ from typing import TYPE_CHECKING
 import pytest
 from sqlalchemy import func, select, update
 
-from core.results import JobResult, Tracks
-from core.vocabulary import Verdict
 from tests.conftest import Services
+from tests.support.results import MINIMAL_RESULT
 
 if TYPE_CHECKING:
     from db.models import Job
@@ -43,20 +42,6 @@ def _job(job_id: str) -> Job:
     return job
 
 
-RESULT = JobResult(
-    verdict=Verdict.REAL,
-    score=0.1,
-    raw_score=0.1,
-    method="weighted_average",
-    t_low=0.3,
-    t_high=0.7,
-    frames_sampled=0,
-    faces_found=0,
-    tracks=Tracks(frames_with_face=0, detection=None, worst_track=None),
-    model_pack="test@1",
-)
-
-
 def test_a_job_is_claimed_once_and_only_the_current_attempt_writes(services: Services) -> None:
     from db import finish, jobs
     from db.models import Result
@@ -76,9 +61,9 @@ def test_a_job_is_claimed_once_and_only_the_current_attempt_writes(services: Ser
     assert second is not None and second.attempt == 2
 
     assert jobs.heartbeat(first, "scoring", 0.5, 60) is False
-    assert finish.complete(first, RESULT, [], {}) is False, "the stale attempt is fenced off"
-    assert finish.complete(second, RESULT, [], {"type": "job.succeeded"}) is not False
-    assert finish.complete(second, RESULT, [], {}) is False, "a result is written once"
+    assert finish.complete(first, MINIMAL_RESULT, [], {}) is False, "the stale attempt is fenced off"
+    assert finish.complete(second, MINIMAL_RESULT, [], {"type": "job.succeeded"}) is not False
+    assert finish.complete(second, MINIMAL_RESULT, [], {}) is False, "a result is written once"
     with session_scope() as s:
         assert s.scalar(select(func.count()).select_from(Result).where(Result.job_id == second.job_id)) == 1
     job = _job(job_id)
@@ -160,7 +145,7 @@ def _fake_pipeline(monkeypatch: pytest.MonkeyPatch, runs: list[str]) -> SimpleNa
 
     def run_pipeline(path: Path, *_: object, **__: object) -> SimpleNamespace:
         runs.append(path.read_text())
-        return SimpleNamespace(result=RESULT, frame_rows=[])
+        return SimpleNamespace(result=MINIMAL_RESULT, frame_rows=[])
 
     resources = SimpleNamespace(config=_Config(), faces=None, pack=None)
     monkeypatch.setitem(sys.modules, "workers.resources", SimpleNamespace(get_resources=lambda: resources))

@@ -16,8 +16,9 @@ import av.video.stream
 import numpy as np
 import pytest
 from av.video.frame import PictureType
+from PIL import Image, ImageSequence
 
-from core.media.container import sniff_container
+from core.media.container import SNIFF_BYTES, sniff_container
 from core.media.decode import SKIP_PROVEN, DecodedFrames, decode_frames
 
 WIDTH, HEIGHT, FPS, COUNT = 128, 96, 25, 40
@@ -81,6 +82,9 @@ CASES = [
         shortcut_works=False,
     ),
     Case("gif", "gif", "gif", "gif", "gif", "gif", pix_fmt="rgb8"),
+    Case("apng", "apng", "png", "apng", "apng", "apng", pix_fmt="rgb24"),
+    # This FFmpeg encodes animated WebP but cannot decode it: core.media.image reads it with Pillow.
+    Case("webp-anim", "webp", "webp", "libwebp_anim", "webp", "webp", options={"lossless": "1"}),
 ]
 
 
@@ -95,13 +99,16 @@ def write(case: Case, directory: Path) -> Path:
         for n in range(COUNT):
             out.mux(stream.encode(av.VideoFrame.from_ndarray(pattern(n), format="rgb24")))
         out.mux(stream.encode())
-    if sniff_container(path.read_bytes()[:12]) is None:
+    if sniff_container(path.read_bytes()[:SNIFF_BYTES]) is None:
         pytest.skip(f"{case.muxer} is not an accepted container yet (core.media.container)")
     return path
 
 
 def sequential(path: Path) -> tuple[list[np.ndarray], set[str]]:
     """Every frame decoded one after another with nothing skipped, and the picture types seen."""
+    if path.suffix == ".webp":
+        with Image.open(path) as animation:
+            return [np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(animation)], {"I"}
     with av.open(str(path)) as container:
         frames = list(container.decode(container.streams.video[0]))
         return [f.to_ndarray(format="rgb24") for f in frames], {PictureType(f.pict_type).name for f in frames}

@@ -48,3 +48,17 @@ RESULT = JobResult(
     test_pack=False,
     calibration_version="v3",
 )
+
+# A REAL result with no faces: for tests about the job's lifecycle, not its content.
+MINIMAL_RESULT = JobResult(
+    verdict=Verdict.REAL,
+    score=0.1,
+    raw_score=0.1,
+    method="weighted_average",
+    t_low=0.3,
+    t_high=0.7,
+    frames_sampled=0,
+    faces_found=0,
+    tracks=Tracks(frames_with_face=0, detection=None, worst_track=None),
+    model_pack="test@1",
+)

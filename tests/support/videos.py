@@ -12,6 +12,7 @@ from typing import cast
 import av
 import av.video.stream
 import numpy as np
+from numpy.typing import NDArray
 
 # A 2.6 s real clip from ../shared/testdata (tests.conftest.shared_file) for tests that run the whole pipeline.
 CLIP = "videos/fake/sberswap_elon.mp4"
@@ -159,15 +160,26 @@ def h264_mp4_declaring(path: Path, *, sps_side: int, container_side: int) -> Pat
 AVI_ENCODERS = {"mjpeg": "mjpeg", "msmpeg4v3": "msmpeg4", "msmpeg4v2": "msmpeg4v2", "mpeg4": "mpeg4"}
 
 
-def write_avi(path: Path, codec: str, *, width: int = 160, height: int = 120, frames: int = 5) -> Path:
-    """A small AVI as a webcam (MJPEG) or an old DivX-era file (MPEG-4 Part 2) writes it, 15 fps."""
+def write_avi(
+    path: Path,
+    codec: str,
+    *,
+    width: int = 160,
+    height: int = 120,
+    frames: int = 5,
+    images: list[NDArray[np.uint8]] | None = None,
+) -> Path:
+    """A small AVI as a webcam (MJPEG) or an old DivX-era file (MPEG-4 Part 2) writes it, 15 fps: of ``images``
+    (RGB, all one size) when given, else ``frames`` flat grey frames."""
+    if images is not None:
+        height, width = images[0].shape[:2]
+    pictures = images or [np.full((height, width, 3), 30 * i % 256, np.uint8) for i in range(frames)]
     with av.open(str(path), "w", format="avi") as out:
         stream = cast(av.video.stream.VideoStream, out.add_stream(AVI_ENCODERS[codec], rate=15))
         stream.width, stream.height = width, height
         # FFmpeg's MJPEG encoder wants full-range YUV, as webcams write it.
         stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
-        for i in range(frames):
-            image = np.full((height, width, 3), 30 * i % 256, np.uint8)
+        for image in pictures:
             out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
         out.mux(stream.encode())
     return path

@@ -59,10 +59,16 @@ class FakeRepository:
     def mark_enqueued(self, job_id: uuid.UUID) -> None:
         self.jobs[job_id].enqueued_at = datetime.now(UTC)
 
+    def use_upload(self, tenant: str, upload_id: uuid.UUID, job_id: uuid.UUID) -> bool:
+        return False  # these tests submit files, never a presigned upload
+
     def supersede_feedback(self, job_id: uuid.UUID, api_key_id: int) -> None:
         for row in self.feedback:
             if row.job_id == job_id and row.api_key_id == api_key_id:
                 row.is_current = False
+
+    def settle_batch(self, job_id: uuid.UUID) -> None:
+        pass  # no batches in these tests
 
     def add_feedback(self, feedback: Feedback) -> None:
         # What the INSERT's defaults would set.

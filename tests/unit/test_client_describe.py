@@ -39,6 +39,7 @@ RESULT: ResultJson = {
         "effort": {"crop": "square_1.3", "input_size": 224, "normalisation": "clip"},
     },
     "overrides": [],
+    "media": "video",
     "video": None,
     "timings": {"total": 1.0},
     "model_pack": "seed-deepfakebench@2026.11-1",

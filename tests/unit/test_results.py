@@ -14,7 +14,7 @@ from core.results import (
     JobResult,
     Tracks,
 )
-from core.vocabulary import Verdict
+from core.vocabulary import MediaKind, Verdict
 from tests.support.results import BOX, RESULT
 
 
@@ -74,6 +74,7 @@ def test_an_older_stored_row_reads_with_its_missing_parts_empty() -> None:
     }
     result = JobResult.from_columns(old)
     assert result.video is None and result.preprocessing == {} and result.tracks.detection is None
+    assert result.media is MediaKind.VIDEO  # every result before images was a video
     assert result.per_model["meso"].calibrated == 0.6 and result.per_model["meso"].error is None
 
 
@@ -84,6 +85,7 @@ def test_webhook_body() -> None:
     assert body["data"] == {
         "job_id": str(job_id),
         "status": "SUCCEEDED",
+        "media": "video",
         "verdict": "FAKE",
         "score": 0.81,
         "thresholds": {"t_low": 0.3, "t_high": 0.7},
@@ -107,5 +109,18 @@ def test_api_view_renames_only_what_the_api_always_called_otherwise() -> None:
     assert view["overrides"] == columns["overrides"]["applied"]
     assert [t["track_id"] for t in view["tracks"]["tracks"]] == [0, 1]
     assert view["verdict"] == "FAKE" and "error" not in view["models"]["meso"]
-    same = set(columns) - {"per_model", "overrides", "t_low", "t_high"}
+    # The `video` column also holds the media kind, which the view shows at the top.
+    assert columns["video"] == {**view["video"], "media": view["media"]} and view["media"] == "video"
+    same = set(columns) - {"per_model", "overrides", "t_low", "t_high", "video"}
     assert {k: view[k] for k in same} == {k: columns[k] for k in same}
+
+
+def test_an_image_result_keeps_its_media_kind_without_a_column_of_its_own() -> None:
+    image = replace(RESULT, media=MediaKind.IMAGE)
+    columns = _through_json(image.columns())
+    assert isinstance(columns, dict)
+    assert columns["video"]["media"] == "image" and "media" not in columns
+    assert JobResult.from_columns(columns) == image
+    assert image.view()["media"] == "image" and payloads.succeeded(uuid.uuid4(), image)["data"]["media"] == "image"
+    bare = replace(image, video=None).columns()
+    assert bare["video"] == {"media": "image"} and JobResult.from_columns(bare).video is None

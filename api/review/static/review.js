@@ -305,9 +305,41 @@
     $("frames-note").textContent = "No face was found in the sampled frames.";
   }
 
-  async function loadMedia(jobId, result) {
+  // Each scored face on the image, placed in percent of its size: the boxes follow the image as it scales.
+  // Boxes are in the upright image's pixels, as the browser shows it (EXIF orientation applied).
+  function drawFaceBoxes(result, img) {
+    for (const track of result.tracks.tracks) {
+      for (const { box } of track.detections) {
+        const face = el("div", { class: "face-box" }, el("span", { text: `#${track.track_id} ${track.score.toFixed(2)}` }));
+        face.style.left = `${(100 * box.x1) / img.naturalWidth}%`;
+        face.style.top = `${(100 * box.y1) / img.naturalHeight}%`;
+        face.style.width = `${(100 * (box.x2 - box.x1)) / img.naturalWidth}%`;
+        face.style.height = `${(100 * (box.y2 - box.y1)) / img.naturalHeight}%`;
+        $("still-wrap").append(face);
+      }
+    }
+  }
+
+  // Images and animations (GIF, APNG, animated WebP) show in an <img>, which a <video> cannot play.
+  async function loadStill(jobId, result) {
+    const img = $("still");
+    if (!img.getAttribute("src")) {
+      $("video").hidden = true;
+      $("still-wrap").hidden = false;
+      img.src = (await json(`/v1/jobs/${jobId}/video-url`)).url;
+    }
+    if (result && result.media === "image" && !$("still-wrap").querySelector(".face-box")) {
+      $("media-title").textContent = "Image";
+      if (!img.complete) await new Promise((resolve) => img.addEventListener("load", resolve, { once: true }));
+      drawFaceBoxes(result, img);
+    }
+  }
+
+  async function loadMedia(jobId, result, job) {
     const video = $("video");
-    if (!video.getAttribute("src")) {
+    if ((job.content_type || "").startsWith("image/")) {
+      await loadStill(jobId, result);
+    } else if (!video.getAttribute("src")) {
       const { url } = await json(`/v1/jobs/${jobId}/video-url`);
       video.onerror = () => {
         const codec = (result && result.video && result.video.codec) || "this codec";
@@ -366,7 +398,7 @@
     };
     const summary = await json("/v1/review/calibration");
     renderCalibration($("calibration"), summary, result ? result.calibration_version : null);
-    await loadMedia(jobId, result);
+    await loadMedia(jobId, result, job);
     if (["QUEUED", "RUNNING"].includes(job.status)) setTimeout(() => run(loadJob), 2000);
   }
 
