@@ -9,13 +9,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from pathlib import Path
 from typing import IO
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
@@ -155,7 +153,7 @@ def put_content(upload_id: str) -> tuple[str, int]:
 @contextmanager
 def read_back(tenant: str, raw_id: str, idempotency_key: str | None) -> Iterator[tuple[uuid.UUID, IO[bytes]]]:
     """The tenant's usable upload, read back from the store into a local file the upload checks can probe."""
-    from api.review.media import object_size, storage_api_error  # api.review imports api.jobs, which imports us
+    from api.review.media import downloaded, object_size  # api.review imports api.jobs, which imports us
 
     with session_scope() as session:
         upload = usable_upload(session, tenant, raw_id, idempotency_key)
@@ -170,11 +168,5 @@ def read_back(tenant: str, raw_id: str, idempotency_key: str | None) -> Iterator
         raise BadInput(UploadError.EMPTY, "nothing was PUT to this upload's URL yet")
     if size > cap:
         raise ApiError(413, UploadError.TOO_LARGE, f"the upload holds {size} bytes, more than its cap of {cap}")
-    with tempfile.TemporaryDirectory(prefix="verity-upload-") as tmp:
-        path = Path(tmp) / "upload"
-        try:
-            get_store().download_to(key, path)
-        except StorageError as exc:
-            raise storage_api_error(exc, key) from exc
-        with path.open("rb") as stream:
-            yield upload_id, stream
+    with downloaded(key, "verity-upload-") as path, path.open("rb") as stream:
+        yield upload_id, stream

@@ -17,13 +17,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import tempfile
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, current_app, render_template, request, stream_with_context
@@ -33,10 +31,16 @@ from sqlalchemy.orm import Session
 from api.auth import current_key, require_role
 from api.errors import ApiError
 from api.jobs import _parse_job_id, _tenant_job
-from api.review.media import FaceScores, ObjectRange, frames_sheet, object_size, open_range, storage_api_error
+from api.review.media import (
+    FaceScores,
+    ObjectRange,
+    downloaded,
+    frames_sheet,
+    object_size,
+    open_range,
+)
 from api.serialize import feedback_view, iso, job_view, result_view
 from core.settings import Settings
-from core.storage import StorageError, get_store
 from core.vocabulary import FeedbackCategory, JobStatus, Label, Role
 from db.models import Calibration, Feedback, FrameScore, Job, Result
 from db.session import session_scope
@@ -230,12 +234,7 @@ def frames(job_id: str) -> Response:
     indices = sorted(faces)
     step = max(1, -(-len(indices) // SHEET_FRAMES))
     chosen = indices[::step][:SHEET_FRAMES]
-    with tempfile.TemporaryDirectory(prefix="verity-frames-") as tmp:
-        path = Path(tmp) / "input"
-        try:
-            get_store().download_to(input_key, path)
-        except StorageError as exc:
-            raise storage_api_error(exc, input_key) from exc
+    with downloaded(input_key, "verity-frames-") as path:
         decoded = read_frames(path, chosen)
     jpeg = frames_sheet([(f.timestamp_s, f.image) for f in decoded], [list(faces[f.index].values()) for f in decoded])
     return Response(jpeg, mimetype="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})

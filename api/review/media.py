@@ -8,7 +8,9 @@ buffered whole.
 from __future__ import annotations
 
 import io
+import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,18 @@ def storage_api_error(exc: StorageError, key: str) -> ApiError:
     if isinstance(exc, ObjectMissing):
         return _missing(key)
     return ApiError(503, "STORAGE_UNAVAILABLE", "the object store is unavailable; retry later", {"Retry-After": "5"})
+
+
+@contextmanager
+def downloaded(key: str, prefix: str) -> Iterator[Path]:
+    """The stored object ``key`` in a temporary file, removed afterwards; store errors answer as on every route."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        path = Path(tmp) / "object"
+        try:
+            get_store().download_to(key, path)
+        except StorageError as exc:
+            raise storage_api_error(exc, key) from exc
+        yield path
 
 
 def _local_path(store: LocalFolderStore, key: str) -> Path:

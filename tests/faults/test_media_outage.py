@@ -54,13 +54,11 @@ def _assert_store_unavailable(response: TestResponse) -> None:
 def test_an_unreachable_store_is_503_with_retry_after(
     client: FlaskClient, keys: Keys, monkeypatch: pytest.MonkeyPatch, route: str
 ) -> None:
-    import api.review
     import api.review.media
     from core.storage import S3Store
 
     down = S3Store("verity-test", f"http://127.0.0.1:{free_port()}", "us-east-1")  # nothing listens there
-    monkeypatch.setattr(api.review, "get_store", lambda: down)
-    monkeypatch.setattr(api.review.media, "get_store", lambda: down)
+    monkeypatch.setattr(api.review.media, "get_store", lambda: down)  # every review route reads the store there
     _assert_store_unavailable(client.get(route.format(id=_scored_job()), headers=bearer(keys.submitter)))
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -124,3 +127,35 @@ def test_a_retried_upload_submission_replays_its_job(client: FlaskClient, keys: 
     assert body(retry)["id"] == body(first)["id"]
     other = _submit(client, keys.submitter, upload["upload_id"], idempotency_key="retry-upload-2")
     assert other.status_code == 409 and body(other)["error"]["code"] == "UPLOAD_USED"
+
+
+def test_the_local_put_endpoint_takes_a_signed_upload_that_a_job_then_uses(
+    services: Services, keys: Keys, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The embedded store (a local folder, no S3) honours the same contract through the API's own signed PUT."""
+    from api.app import create_app
+    from core.settings import get_settings
+    from core.storage import LocalFolderStore, get_store
+    from tests.conftest import reset_caches
+
+    monkeypatch.delenv("S3_BUCKET")
+    monkeypatch.delenv("S3_ENDPOINT_URL")
+    monkeypatch.setenv("VERITY_HOME", str(tmp_path))
+    reset_caches()
+    try:
+        assert isinstance(get_store(), LocalFolderStore)
+        local = create_app(replace(get_settings(), rate_limit_per_min=0, auth_fail_limit_per_min=0)).test_client()
+        clip = shared_file(CLIP).read_bytes()
+        upload = _new_upload(local, keys.submitter)
+        url = urlsplit(upload["url"])
+        assert url.path == f"/v1/uploads/{upload['upload_id']}/content"
+        put = local.put(f"{url.path}?{url.query}", data=clip)
+        assert put.status_code == 204, put.get_data(as_text=True)
+        response = _submit(local, keys.submitter, upload["upload_id"])
+        assert response.status_code == 202, response.json
+        assert body(response)["sha256"] == hashlib.sha256(clip).hexdigest()
+        again = local.put(f"{url.path}?{url.query}", data=clip)
+        assert again.status_code == 409 and body(again)["error"]["code"] == "UPLOAD_USED"
+    finally:
+        monkeypatch.undo()
+        reset_caches()
