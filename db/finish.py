@@ -80,7 +80,8 @@ def _finish(
             if add_rows is not None:
                 add_rows(session)
             delivery = add_webhook(session, c.job_id, c.webhook_url, event, webhook_payload)
-            batches.settle(session, c.job_id)  # the worker sends its batch.completed, if any (workers/tasks.py)
+            if c.batch_id is not None:  # the worker sends its batch.completed, if any (workers/tasks.py)
+                batches.settle(session, c.job_id)
             return delivery
 
     return with_retry(attempt, retry_s, f"{what} {c.job_id}")

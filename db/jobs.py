@@ -44,6 +44,7 @@ class Claim:
     outage_retries: int
     outage_since: datetime | None
     source_url: str | None = None
+    batch_id: uuid.UUID | None = None  # a batch item: finishing it may complete the batch
 
     @property
     def attempts_used(self) -> int:
@@ -57,6 +58,7 @@ class Taken:
     claim: Claim | None
     reason: str  # claimed | owned | finished | missing | exhausted
     delivery_id: uuid.UUID | None = None
+    batch_delivery_id: uuid.UUID | None = None  # the batch.completed this failure wrote, if it ended its batch
 
 
 def _now() -> datetime:
@@ -120,9 +122,9 @@ def _take(jid: uuid.UUID, lease_s: int, max_attempts: int | None, owner_gone: bo
                 return Taken(None, "owned")
             url = session.scalar(select(Job.webhook_url).where(Job.id == jid))
             delivery = add_webhook(session, jid, url, "job.failed", payloads.failed(jid, MAX_ATTEMPTS_CODE, message))
-            batches.settle(session, jid)  # its batch.completed, if any, is sent by the caller (workers/tasks.py)
+            completed = batches.settle(session, jid)
             log.warning("job %s failed: %s", jid, message)
-            return Taken(None, "exhausted", delivery)
+            return Taken(None, "exhausted", delivery, completed)
         result = session.execute(
             update(Job)
             .where(*same)
@@ -159,6 +161,7 @@ def _take(jid: uuid.UUID, lease_s: int, max_attempts: int | None, owner_gone: bo
             job.outage_retries,
             _aware(job.outage_since),
             job.source_url,
+            job.batch_id,
         )
         return Taken(claim, Stage.CLAIMED)
 

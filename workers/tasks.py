@@ -116,13 +116,16 @@ def _send_webhook(delivery_id: Any) -> None:
         log.warning("could not enqueue webhook %s: %s", delivery_id, exc)
 
 
-def _send_webhooks(job_id: uuid.UUID, delivery_id: Any) -> None:
-    """The job's own event, then the batch.completed that its final write made, if it completed its batch."""
+def _send_webhooks(claim: Claim, delivery_id: Any) -> None:
+    """The job's own event, then, for a batch item, the batch.completed its final write made if it ended the batch
+    (looked up only for batch items: a lone job's finish costs no extra query)."""
     _send_webhook(delivery_id)
+    if claim.batch_id is None:
+        return
     try:
-        completed = batches.completion_delivery(job_id)
+        completed = batches.completion_delivery(claim.job_id)
     except Exception as exc:  # the relay sends it from Postgres
-        log.warning("could not look up the batch webhook of job %s: %s", job_id, exc)
+        log.warning("could not look up the batch webhook of job %s: %s", claim.job_id, exc)
         return
     _send_webhook(completed)
 
@@ -133,7 +136,7 @@ def _fail(claim: Claim, code: str, message: str, patience: Patience) -> None:
     if outcome is False:  # finish.fail logged it
         return
     log.info("job %s failed: %s: %s", claim.job_id, code, message)
-    _send_webhooks(claim.job_id, outcome)
+    _send_webhooks(claim, outcome)
 
 
 def _process(claim: Claim, keeper: LeaseKeeper, patience: Patience) -> None:
@@ -188,7 +191,7 @@ def _process(claim: Claim, keeper: LeaseKeeper, patience: Patience) -> None:
     if outcome is False:
         raise FencedOff(f"attempt {claim.attempt} lost job {claim.job_id} before saving")
     log.info("job %s: %s (score %s)", claim.job_id, output.result.verdict, output.result.score)
-    _send_webhooks(claim.job_id, outcome)
+    _send_webhooks(claim, outcome)
 
 
 def _fetch(claim: Claim, path: Path, patience: Patience) -> Claim:
@@ -250,7 +253,8 @@ def detect(self: Task[Any, Any], job_id: str) -> None:
         if taken.claim is None:
             log.info("job %s is not claimable: %s", job_id, taken.reason)
             if taken.reason == "exhausted":  # failed with MAX_ATTEMPTS_EXCEEDED by this claim
-                _send_webhooks(jid, taken.delivery_id)
+                _send_webhook(taken.delivery_id)
+                _send_webhook(taken.batch_delivery_id)
             return
         log.info("job %s claimed as attempt %s", job_id, taken.claim.attempt)
         with LeaseKeeper(taken.claim, lock, settings) as keeper:
