@@ -45,7 +45,7 @@ def utcnow() -> datetime:
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {datetime: DateTime(timezone=True), dict[str, Any]: JsonType}
+    type_annotation_map = {datetime: DateTime(timezone=True), dict[str, Any]: JsonType, list[Any]: JsonType}
 
 
 class ApiKey(Base):
@@ -151,6 +151,10 @@ class Result(Base):
     video: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # member -> {crop, input_size, normalisation}: the inputs each detector saw (its format's convention).
     preprocessing: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
+    # The forensic signals (values, reasons they could not be computed, scope checks): see core.results.
+    signals: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
+    # Heatmap overlays stored in the object store for explain=true jobs: one entry per (member, frame).
+    heatmaps: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
     model_pack: Mapped[str | None] = mapped_column(String(200))
     test_pack: Mapped[bool] = mapped_column(Boolean, default=False)
     calibration_version: Mapped[str | None] = mapped_column(String(64))
