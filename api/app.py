@@ -15,12 +15,15 @@ from api import (
     deliveries,
     feedback,
     health,
+    heatmaps,
     jobs,
     metrics,
     openapi,
     presigned,
     ratelimit,
     review,
+    simulate,
+    streams,
 )
 from api.errors import register_error_handlers
 from core.settings import Settings, get_settings
@@ -40,13 +43,16 @@ def create_app(settings: Settings | None = None) -> Flask:
     ratelimit.init_app(app, settings)
     app.register_blueprint(health.bp)
     app.register_blueprint(jobs.bp)
+    app.register_blueprint(heatmaps.bp)
     app.register_blueprint(batches.bp)
     app.register_blueprint(feedback.bp)
     app.register_blueprint(calibrations.bp)
+    app.register_blueprint(simulate.bp)
     app.register_blueprint(deliveries.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(review.bp)
     app.register_blueprint(presigned.bp)
+    app.register_blueprint(streams.bp)
     app.register_blueprint(openapi.bp)
     metrics.init_app(app)  # JSON logs (VERITY_LOG_FORMAT), request id + job id on every log line
     return app

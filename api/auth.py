@@ -64,6 +64,21 @@ def _principal(plaintext: str) -> Principal | None:
     return principal
 
 
+def presented_key() -> str | None:
+    """The key the request carries in its headers (Authorization: Bearer, or X-API-Key), if any."""
+    return _presented_key()
+
+
+def key_principal(plaintext: str) -> Principal | None:
+    """The principal of a key presented other than in a header (a WebSocket's first message): cached, and its
+    failures count against the address like a header's."""
+    return _principal(plaintext)
+
+
+def may(principal: Principal, role: Role) -> bool:
+    return Role(principal.role) in ROLE_GRANTS[role]
+
+
 def _body_kind(view: Callable[..., object]) -> boundary.BodyKind:
     validated = spec.get_function_metadata(view)
     if validated is None:

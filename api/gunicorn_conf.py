@@ -23,6 +23,13 @@ Why these values (measured with ``python -m tools.bench_api``):
   next one after its response. The client then reconnects to a worker with room, and the same phase ran at
   1,065 req/s, p99 29 ms. The price is a reconnect now and then for clients that hold many idle connections.
 
+* Live streams' WebSockets (api/stream_socket.py) work on these threads: gthread hands the request's socket to
+  the app in blocking mode (``gunicorn.socket``), simple-websocket speaks the protocol on it from the request's
+  thread, and the view's response tells gunicorn to close the connection instead of writing an HTTP response. So
+  an open WebSocket or Server-Sent Events stream holds one thread (and one of ``worker_connections``) for its
+  life: size ``VERITY_API_THREADS`` to the concurrent streams a process should serve besides its requests. An
+  async worker (gevent, eventlet) would serve more per process but needs a monkey-patched stack.
+
 * gunicorn refuses some requests before the app sees them: a request line over ``limit_request_line`` (414),
   more than ``limit_request_fields`` headers or one over ``limit_request_field_size`` (431), a malformed request
   line, header or chunk (400). Its own error page is HTML; ``post_worker_init`` makes it write the API's JSON

@@ -92,6 +92,7 @@ def _job_request(form: JobForm, headers: JobHeaders, settings: Settings, stack: 
         idempotency_key=headers.idempotency_key,
         source_url=service.vet_source(form.source_url, settings.source_allow_private) if form.source_url else None,
         upload_id=upload_id,
+        explain=form.explain,
     )
 
 

@@ -164,8 +164,10 @@ EXTERNAL_ROUTES: dict[str, tuple[dict[int, str | None], tuple[int, ...], bool]] 
     "review.frames": ({200: "image/jpeg"}, (404, 409), False),
     "review.video_url": ({200: "application/json"}, (404,), False),
     "review.video": ({200: "application/octet-stream", 206: "application/octet-stream"}, (404, 416), False),
+    # Server-Sent Events: spectree would read the whole endless body to validate it.
+    "streams.stream_events": ({200: "text/event-stream"}, (404,), False),
 }
-_TAGS = {"metrics": "operations", "review": "review"}
+_TAGS = {"metrics": "operations", "review": "review", "streams": "streams"}
 
 
 def _external_operation(endpoint: str, func: Any, parameters: list[Any]) -> dict[str, Any]:

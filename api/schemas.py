@@ -14,6 +14,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSche
 from werkzeug.datastructures import FileStorage
 
 from api.boundary import parse_json
+from api.result_schemas import ModelScoreView, OverrideView, PreprocessingView, SignalsView, TracksView, VideoView
 from core.scoring.recalibration_config import KNOBS
 from core.vocabulary import DeliveryState, FeedbackCategory, JobStatus, Label, MediaKind, SamplingStrategy, Verdict
 
@@ -95,6 +96,11 @@ class JobForm(BaseModel):
     )
     sampling: SamplingStrategy = Field(SamplingStrategy.UNIFORM, description="Frame sampling strategy.")
     metadata: JsonObjectText = Field(None, description="A JSON object (as text) stored with the job.")
+    explain: bool | None = Field(
+        None,
+        description="true: also make class-activation heatmaps of the decisive face crops, per model (GET "
+        "/v1/jobs/{id}/heatmaps); costs the worker extra time. Unset: the server's VERITY_EXPLAIN_DEFAULT.",
+    )
     wait: float | None = Field(
         None,
         ge=0,
@@ -179,89 +185,11 @@ class Thresholds(BaseModel):
     t_high: float | None
 
 
-# The result view's parts: core.results.JobResult.view() emits them, these models document and check them.
-
-
-class ModelScoreView(BaseModel):
-    """One model's score on the worst track (``error`` set, scores null: the model failed and was left out)."""
-
-    frames: int
-    aggregated: float | None
-    calibrated: float | None
-    weight: float = Field(description="Effective fusion weight: the pack's, times the feedback multiplier.")
-    aggregator: str
-    error: str | None = None
-
-
-class BoxView(BaseModel):
-    x1: float
-    y1: float
-    x2: float
-    y2: float
-
-
-class TrackDetectionView(BaseModel):
-    frame_index: int
-    timestamp_s: float
-    box: BoxView
-
-
-class TrackView(BaseModel):
-    track_id: int
-    detections: list[TrackDetectionView]
-    score: float = Field(description="The track's P(fake), after any real-evidence cap.")
-    raw_fused: float
-    frames: int
-    per_model: dict[str, float] = Field(description="Each working model's aggregated score on this track.")
-
-
-class DetectionPlanView(BaseModel):
-    downscale: float
-    min_face_px: float
-    keyframe_every: int | None
-
-
-class TracksView(BaseModel):
-    frames_with_face: int
-    detection: DetectionPlanView | None = Field(description="How faces were searched for (null: older result).")
-    worst_track: int | None = Field(description="The track that decided the verdict (null: no face).")
-    tracks: list[TrackView]
-
-
-class OverrideView(BaseModel):
-    kind: str
-    reason: str
-    before: float
-    after: float
-
-
-class FrameCountsView(BaseModel):
-    requested: int
-    decoded: int
-    with_face: int
-    missing: list[int] = Field(description="Sampled frame indices that did not decode.")
-
-
-class VideoView(BaseModel):
-    width: int
-    height: int
-    fps: float
-    frame_count: int
-    duration_s: float
-    container: str | None
-    codec: str | None
-    frames: FrameCountsView | None = Field(description="Frames the verdict rests on (null: older result).")
-
-
-class PreprocessingView(BaseModel):
-    crop: str
-    input_size: int
-    normalisation: str
-
-
 class ResultView(BaseModel):
     job_id: str
-    verdict: Verdict = Field(description="REAL, FAKE or UNCERTAIN (or NO_FACE when no face was found).")
+    verdict: Verdict = Field(
+        description="REAL, FAKE, UNCERTAIN, NO_FACE (no face found) or NOT_APPLICABLE (signals.scope)."
+    )
     score: float | None = Field(description="Calibrated probability that the video is fake.")
     raw_score: float | None
     method: str | None = Field(description="Fusion method.")
@@ -280,6 +208,7 @@ class ResultView(BaseModel):
     model_pack: str | None
     test_pack: bool
     calibration_version: str | None
+    signals: SignalsView | None = Field(description="The forensic signals (null: an older result).")
     created_at: datetime
 
 

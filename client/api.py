@@ -17,7 +17,7 @@ from typing import IO, Any, cast
 
 import requests
 
-from client.types import BatchJson, JobJson, JobWithResultJson, Json, ResultJson
+from client.types import BatchJson, HeatmapListJson, JobJson, JobWithResultJson, Json, ResultJson, SimulationJson
 from client.uploads import SubmitSources, job_fields
 
 TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
@@ -270,11 +270,15 @@ class VerityClient(SubmitSources):
         max_frames: int | None = None,
         metadata: Json | None = None,
         wait_s: float | None = None,
+        explain: bool | None = None,
     ) -> JobWithResultJson:
         """Upload a video (streamed from disk) and return the queued job (or, for a replayed
         ``idempotency_key``, the job that key already made). ``wait_s``: the server holds the request up to that
-        long (cut to its VERITY_MAX_WAIT_S) and returns the job with its ``result`` if it ended by then."""
+        long (cut to its VERITY_MAX_WAIT_S) and returns the job with its ``result`` if it ended by then.
+        ``explain``: also make heatmaps (see :meth:`heatmaps`); None leaves it to the server's default."""
         fields = job_fields(webhook_url, max_frames, metadata, wait_s)
+        if explain is not None:
+            fields["explain"] = str(explain).lower()
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         with MultipartFile(Path(path), fields) as body:
             headers["Content-Type"] = body.content_type
@@ -330,6 +334,14 @@ class VerityClient(SubmitSources):
         """The verdict and its detail; ``ConflictError`` until the job has SUCCEEDED."""
         return cast(ResultJson, self._json("GET", f"/v1/jobs/{job_id}/result"))
 
+    def heatmaps(self, job_id: str) -> HeatmapListJson:
+        """The job's heatmaps (explain=true jobs; empty otherwise); ``ConflictError`` until it has SUCCEEDED."""
+        return cast(HeatmapListJson, self._json("GET", f"/v1/jobs/{job_id}/heatmaps"))
+
+    def heatmap_png(self, url: str) -> bytes:
+        """One heatmap's PNG, by the ``url`` :meth:`heatmaps` lists."""
+        return self._request("GET", url).content
+
     def cancel(self, job_id: str) -> JobJson:
         return cast(JobJson, self._json("DELETE", f"/v1/jobs/{job_id}"))
 
@@ -379,3 +391,10 @@ class VerityClient(SubmitSources):
     def redeliver(self, job_id: str, delivery_id: str) -> Json:
         """Send a delivery again (same ``webhook-id``); accepts the delivery id or its ``msg_…`` webhook id."""
         return self._json("POST", f"/v1/jobs/{job_id}/webhooks/{delivery_id}/redeliver")
+
+    # -- live-stream simulator (admin) -------------------------------------------------------------------
+
+    def simulate(self, body: Json | None = None) -> SimulationJson:
+        """Replay the tenant's labelled stored jobs as live streams (POST /v1/admin/simulate; admin role). ``body``:
+        strategies, fps, window, labels, calibration_version, per_frame_ms, timelines, max_videos, fit_per_frame."""
+        return cast(SimulationJson, self._json("POST", "/v1/admin/simulate", json=body or {}))

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from client import batch_cli, source_cli
+from client import batch_cli, heatmap_cli, simulate_cli, source_cli, stream_cli
 from client.api import (
     DEFAULT_URL,
     AuthError,
@@ -37,7 +37,6 @@ from client.output import (
 from client.types import JobJson, Json, ResultJson
 
 KEYS_MODULE = "api.keys_cli"  # the `verity-keys` entry point
-
 EPILOG = """\
 configuration:
   --url or VERITY_URL (default http://127.0.0.1:8000), --api-key or VERITY_API_KEY.
@@ -57,7 +56,8 @@ examples:
   verity submit clip.mp4 --webhook-url https://example.com/hooks/verity --json
   verity status 3f0c... ; verity result 3f0c... --json
   verity feedback 3f0c... --label FAKE --category FALSE_NEGATIVE --note "face swap"
-  verity webhooks 3f0c... --redeliver msg_9a1b...
+  verity webhooks 3f0c... --redeliver msg_9a1b... ; verity heatmaps 3f0c... --out heatmaps/
+  verity simulate --png simulation.png  (admin key: Option A vs B vs the whole file on labelled jobs)
   verity keys create --tenant acme --role submitter --name ci
 """
 
@@ -292,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--frames", type=_positive_int, help="frames to sample (server default 32)")
     submit.add_argument("--idempotency-key", help="a retry with the same key returns the same job")
     submit.add_argument("--metadata", type=_json_object, help="a JSON object stored with the job")
+    submit.add_argument(
+        "--explain", action="store_true", help="also make heatmaps of the decisive face crops (`verity heatmaps`)"
+    )
     _add_wait(submit)
 
     status = sub.add_parser("status", parents=[common], help="a job's status, stage and progress")
@@ -328,6 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
         prefix_chars="\0",  # hand every argument, -h included, to the keys tool itself
     )
     keys.add_argument("keys_args", nargs=argparse.REMAINDER)
+    heatmap_cli.add_parser(sub, common)
+    simulate_cli.add_parser(sub, common)
+    stream_cli.add_parser(sub, common)
     return parser
 
 
@@ -339,6 +345,9 @@ COMMANDS: dict[str, Callable[[VerityClient, Output, argparse.Namespace], int]] =
     "feedback": cmd_feedback,
     "jobs": cmd_jobs,
     "webhooks": cmd_webhooks,
+    "heatmaps": heatmap_cli.cmd_heatmaps,
+    "simulate": simulate_cli.cmd_simulate,
+    "stream": stream_cli.cmd_stream,
 }
 
 

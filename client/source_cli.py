@@ -21,6 +21,8 @@ def usage_problem(args: argparse.Namespace, paths: list[Path]) -> str | None:
         return "verity: give either files or --source-url, not both"
     if not args.source_url and not paths:
         return "verity: give a file to submit, or --source-url URL"
+    if args.explain and (args.source_url or args.presigned or len(paths) > 1):
+        return "verity: --explain works for one file sent with the request (not --source-url, --presigned or a batch)"
     return None
 
 
@@ -49,5 +51,11 @@ def submit_one(client: VerityClient, out: Output, args: argparse.Namespace, path
     if args.presigned or path.stat().st_size > PRESIGNED_ABOVE_BYTES:
         return client.submit_presigned(path, _progress(out), args.idempotency_key, **options)
     return client.submit(
-        path, args.webhook_url, args.idempotency_key, args.frames, args.metadata, wait_s=args.wait_seconds
+        path,
+        args.webhook_url,
+        args.idempotency_key,
+        args.frames,
+        args.metadata,
+        wait_s=args.wait_seconds,
+        explain=args.explain or None,
     )

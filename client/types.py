@@ -93,11 +93,15 @@ class TracksJson(TypedDict):
     tracks: list[TrackJson]
 
 
-class OverrideJson(TypedDict):
+class _OverrideJson(TypedDict):
     kind: str
     reason: str
     before: float
     after: float
+
+
+class OverrideJson(_OverrideJson, total=False):
+    cues: list[str]  # only for a cap by forensic real-world cues: the ones that fired
 
 
 class FrameCountsJson(TypedDict):
@@ -124,6 +128,23 @@ class PreprocessingJson(TypedDict):
     normalisation: str
 
 
+class SignalReadingJson(TypedDict):
+    source: str
+    score: float | None
+    verdict: str  # REAL | UNCERTAIN: rules alone never say FAKE
+    confidence: str
+    deviations: dict[str, float]
+    missing: list[str]
+
+
+class SignalsJson(TypedDict):
+    values: dict[str, float | None]
+    reasons: dict[str, str]
+    seconds: float
+    scope: str | None  # non_photographic_faces | faces_too_small; set when the verdict is NOT_APPLICABLE
+    reading: SignalReadingJson | None
+
+
 class ThresholdsJson(TypedDict):
     t_low: float | None
     t_high: float | None
@@ -131,7 +152,7 @@ class ThresholdsJson(TypedDict):
 
 class ResultJson(TypedDict):
     job_id: str
-    verdict: str  # REAL | FAKE | UNCERTAIN | NO_FACE
+    verdict: str  # REAL | FAKE | UNCERTAIN | NO_FACE | NOT_APPLICABLE
     score: float | None
     raw_score: float | None
     method: str | None
@@ -148,6 +169,7 @@ class ResultJson(TypedDict):
     model_pack: str | None
     test_pack: bool
     calibration_version: str | None
+    signals: SignalsJson | None
     created_at: str
 
 
@@ -184,3 +206,153 @@ class BatchJson(TypedDict):
     created_at: str
     completed_at: str | None
     links: BatchLinksJson
+
+
+class LatencyJson(TypedDict):
+    fps: float
+    frame_budget_ms: float
+    per_frame_ms: float | None
+    limit_ms: float
+    warnings: list[str]
+
+
+class SimulationStrategyJson(TypedDict):
+    """One strategy of POST /v1/admin/simulate: its rates over final verdicts, times and flips."""
+
+    name: str
+    kind: str  # window | per_frame | whole_file
+    strategy: Json | None
+    fps: float
+    t_low: float
+    t_high: float
+    videos: int
+    real: int
+    fake: int
+    tpr: float | None
+    tnr: float | None
+    fpr: float | None
+    fpr_any_time: float | None
+    uncertain_rate: float
+    undecided_rate: float
+    mean_first_decision_s: float | None
+    mean_stable_s: float | None
+    mean_flips: float
+    max_flips: int
+    videos_over_flip_limit: int
+    latency: LatencyJson
+
+
+class TimelinePointJson(TypedDict):
+    t: float
+    score: float | None
+    verdict: str | None
+
+
+class OutcomeJson(TypedDict):
+    strategy: str
+    final: str | None
+    first_decision_s: float | None
+    stable_s: float | None
+    flips: int
+    points: list[TimelinePointJson]
+
+
+class VideoTimelineJson(TypedDict):
+    video_id: str
+    name: str | None
+    label: str  # REAL | FAKE
+    outcomes: list[OutcomeJson]
+
+
+class PerFrameThresholdsJson(TypedDict):
+    averaging: str  # mean | ema
+    t_low: float
+    t_high: float
+    target_fpr: float
+    uncertain_band: float
+    window: int
+    ema_alpha: float
+    videos: int
+    real: int
+    fake: int
+
+
+class PerFrameFitJson(TypedDict):
+    strategy: str
+    thresholds: PerFrameThresholdsJson
+    saved_to: str | None
+    in_sample: bool
+
+
+class SimulationJson(TypedDict):
+    videos: int
+    real: int
+    fake: int
+    flip_limit: int
+    label_source: str  # feedback | labels
+    calibration_version: str | None
+    without_frame_scores: int
+    unmatched_labels: list[str]
+    strategies: list[SimulationStrategyJson]
+    timelines: list[VideoTimelineJson]
+    fit: PerFrameFitJson | None
+
+
+class StreamDecisionStateJson(TypedDict):
+    verdict: str | None  # REAL | FAKE | UNCERTAIN; None until enough frames with a face were scored
+    score: float | None
+    t_low: float | None
+    t_high: float | None
+    changes: int
+
+
+class StreamFrameCountsJson(TypedDict):
+    received: int
+    scored: int
+    with_face: int
+    dropped: int
+
+
+class StreamLinksJson(TypedDict):
+    self: str
+    websocket: str
+    frames: str
+    events: str
+    job: str
+
+
+class StreamJson(TypedDict):
+    id: str  # also the stream's job id
+    status: str  # open | closing | closed
+    strategy: Json
+    updates: str  # changes | frames
+    decision: StreamDecisionStateJson
+    frames: StreamFrameCountsJson
+    webhook_url: str | None
+    metadata: Json
+    close_reason: str | None
+    created_at: str
+    closed_at: str | None
+    links: StreamLinksJson
+
+
+class StreamFramesJson(TypedDict):
+    seqs: list[int]
+    frames_received: int
+    frames_dropped: int
+
+
+class HeatmapJson(TypedDict):
+    member: str
+    frame_index: int
+    timestamp_s: float
+    track_id: int
+    score: float  # the model's P(fake) on this crop
+    method: str | None
+    error: str | None  # why this model could not be explained (url is None then)
+    url: str | None  # the PNG: the crop beside its heatmap overlay
+
+
+class HeatmapListJson(TypedDict):
+    job_id: str
+    heatmaps: list[HeatmapJson]

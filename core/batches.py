@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 from core.vocabulary import TERMINAL_STATUSES, BatchStatus, JobStatus
 
+# A batch's items are uploads: never a live stream's STREAMING job.
+ITEM_STATUSES = frozenset(JobStatus) - {JobStatus.STREAMING}
+
 
 @dataclass(frozen=True)
 class BatchSummary:
@@ -22,7 +25,7 @@ class BatchSummary:
 def summarize(counts: Mapping[str, int], total: int) -> BatchSummary:
     """``counts``: items per job status; ``total``: the items the batch was created with. A batch is COMPLETED
     when that many are terminal, RUNNING once any item has left QUEUED, else QUEUED."""
-    filled = {status.value: int(counts.get(status.value, 0)) for status in JobStatus}
+    filled = {status.value: int(counts.get(status.value, 0)) for status in JobStatus if status in ITEM_STATUSES}
     terminal = sum(filled[status.value] for status in TERMINAL_STATUSES)
     if terminal >= total:
         status = BatchStatus.COMPLETED

@@ -31,6 +31,8 @@ def succeeded(job_id: uuid.UUID, result: JobResult) -> dict[str, Any]:
             "model_pack": result.model_pack,
             "test_pack": result.test_pack,
             "calibration_version": result.calibration_version,
+            # Why the verdict is NOT_APPLICABLE (core/scope.py); null when the pack could judge the media.
+            "scope": None if result.signals is None else result.signals.scope,
             "result_url": f"/v1/jobs/{job_id}/result",
         },
     )
@@ -54,4 +56,12 @@ def batch_completed(batch_id: uuid.UUID, counts: dict[str, int], total: int) -> 
             "counts": counts,
             "batch_url": f"/v1/batches/{batch_id}",
         },
+    )
+
+
+def stream_decision(stream_id: uuid.UUID, decision: dict[str, Any]) -> dict[str, Any]:
+    """Sent when a live stream's decision changes (the first decision included), never for a frame that kept it."""
+    return _envelope(
+        "stream.decision",
+        {"stream_id": str(stream_id), "job_id": str(stream_id), **decision, "stream_url": f"/v1/streams/{stream_id}"},
     )

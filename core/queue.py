@@ -12,7 +12,8 @@ from typing import Any
 from celery import Celery
 from kombu import Queue
 
-from core.settings import Settings, SettingsError, get_settings
+from core.env import SettingsError
+from core.settings import Settings, get_settings
 from core.vocabulary import TaskName
 
 GPU_QUEUE = "gpu"

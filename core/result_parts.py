@@ -207,3 +207,43 @@ class Preprocessing:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Preprocessing:
         return cls(str(data["crop"]), int(data["input_size"]), str(data["normalisation"]))
+
+
+@dataclass(frozen=True)
+class HeatmapEntry:
+    """One member's class-activation heatmap on one face crop of the worst track (an explain=true job), or why
+    it could not be made: ``key`` None and ``error`` set."""
+
+    member: str
+    frame_index: int
+    timestamp_s: float
+    track_id: TrackId
+    score: float  # the member's P(fake) on this crop
+    method: str | None  # the CAM method, e.g. "gradcam" or "gradcam_vit"
+    key: str | None  # the PNG's object key (the crop beside the overlay)
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "member": self.member,
+            "frame_index": self.frame_index,
+            "timestamp_s": self.timestamp_s,
+            "track_id": self.track_id,
+            "score": self.score,
+            "method": self.method,
+            "key": self.key,
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> HeatmapEntry:
+        return cls(
+            member=str(data["member"]),
+            frame_index=int(data["frame_index"]),
+            timestamp_s=float(data["timestamp_s"]),
+            track_id=int(data["track_id"]),
+            score=float(data["score"]),
+            method=data.get("method"),
+            key=data.get("key"),
+            error=data.get("error"),
+        )

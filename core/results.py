@@ -20,6 +20,7 @@ from core.result_parts import (
     Box,
     DetectionPlan,
     FrameCounts,
+    HeatmapEntry,
     Preprocessing,
     Track,
     TrackDetection,
@@ -31,6 +32,7 @@ from core.result_parts import (
 )
 from core.scoring.override import Override
 from core.scoring.verdict import ModelScore
+from core.signals import SignalReport
 from core.vocabulary import MediaKind, Verdict
 
 __all__ = [
@@ -39,10 +41,12 @@ __all__ = [
     "DetectionPlan",
     "FrameCounts",
     "FrameRow",
+    "HeatmapEntry",
     "JobResult",
     "ModelScore",
     "Override",
     "Preprocessing",
+    "SignalReport",
     "Track",
     "TrackDetection",
     "TrackId",
@@ -72,6 +76,8 @@ RESULT_COLUMNS = (
     "model_pack",
     "test_pack",
     "calibration_version",
+    "signals",
+    "heatmaps",
 )
 
 
@@ -154,6 +160,8 @@ class JobResult:
     test_pack: bool = False
     calibration_version: str | None = None
     media: MediaKind = MediaKind.VIDEO
+    signals: SignalReport | None = None  # the forensic signals (core/signals.py); None: not computed (older rows)
+    heatmaps: tuple[HeatmapEntry, ...] = ()  # explain=true jobs only: read through GET /v1/jobs/<id>/heatmaps
 
     def _json_parts(self) -> dict[str, Any]:
         """The JSON of every part, shared by the columns and the view (which differ only in a few names)."""
@@ -164,6 +172,7 @@ class JobResult:
             "timings": dict(self.timings),
             "video": None if self.video is None else self.video.to_json(),
             "preprocessing": {name: p.to_json() for name, p in self.preprocessing.items()},
+            "signals": None if self.signals is None else self.signals.to_json(),
         }
 
     def _common(self, parts: Mapping[str, Any]) -> dict[str, Any]:
@@ -195,6 +204,8 @@ class JobResult:
             # Inside the JSON `video` column, so no migration: the column is NOT NULL, and `media` is its only key
             # when there is no video metadata.
             "video": {**(parts["video"] or {}), "media": self.media.value},
+            "signals": parts["signals"] or {},  # NOT NULL: {} when none were computed
+            "heatmaps": [h.to_json() for h in self.heatmaps],
         }
 
     def view(self) -> dict[str, Any]:
@@ -207,6 +218,7 @@ class JobResult:
             "overrides": parts["overrides"],
             "video": parts["video"],
             "media": self.media.value,
+            "signals": parts["signals"],
         }
 
     @classmethod
@@ -233,6 +245,8 @@ class JobResult:
             test_pack=bool(columns.get("test_pack")),
             calibration_version=columns.get("calibration_version"),
             media=media,
+            signals=SignalReport.from_json(columns.get("signals")),
+            heatmaps=tuple(HeatmapEntry.from_json(h) for h in columns.get("heatmaps") or ()),
         )
 
     @classmethod

@@ -7,60 +7,15 @@ local-folder object store, all under ``VERITY_HOME``. Setting ``DATABASE_URL``, 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from core.env import SettingsError, env_bool, env_float, env_floats, env_int, env_str
 from core.scoring.recalibration_config import KNOBS, RecalibrationConfig
+from core.streams.limits import StreamLimits
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-class SettingsError(ValueError):
-    """Configuration that Verity refuses to start with."""
-
-
-def _env(name: str, default: str | None = None) -> str | None:
-    value = os.environ.get(name)
-    return value if value not in (None, "") else default
-
-
-def _env_int(name: str, default: int) -> int:
-    raw = _env(name)
-    try:
-        return int(raw) if raw is not None else default
-    except ValueError as exc:
-        raise SettingsError(f"{name} must be an integer, got {raw!r}") from exc
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = _env(name)
-    try:
-        return float(raw) if raw is not None else default
-    except ValueError as exc:
-        raise SettingsError(f"{name} must be a number, got {raw!r}") from exc
-
-
-def _env_floats(name: str, default: tuple[float, ...]) -> tuple[float, ...]:
-    """A comma-separated list of positive numbers, e.g. VERITY_WEBHOOK_BACKOFF_S="5,30,120"."""
-    raw = _env(name)
-    if raw is None:
-        return default
-    try:
-        values = tuple(float(part) for part in raw.split(",") if part.strip())
-    except ValueError as exc:
-        raise SettingsError(f"{name} must be comma-separated numbers, got {raw!r}") from exc
-    if not values or any(v <= 0 for v in values):
-        raise SettingsError(f"{name} must list at least one positive number, got {raw!r}")
-    return values
-
-
-def _env_bool(name: str, default: bool) -> bool:
-    raw = _env(name)
-    if raw is None:
-        return default
-    return raw.strip().lower() in {"1", "true", "yes", "on"}
 
 
 DEFAULT_WEBHOOK_BACKOFF_S: tuple[float, ...] = (5, 30, 120, 600, 1800, 7200)
@@ -126,11 +81,12 @@ def accepted_codecs_from_env() -> frozenset[str]:
 
     Read on its own (not through get_settings) so media tools that probe files need no full configuration.
     """
-    raw = _env("VERITY_ACCEPTED_CODECS")
+    raw = env_str("VERITY_ACCEPTED_CODECS")
     return DEFAULT_ACCEPTED_CODECS if raw is None else parse_codecs("VERITY_ACCEPTED_CODECS", raw)
 
 
 MAX_API_KEY_CACHE_S = 60.0
+MAX_EXPLAIN_FRAMES = 16  # heatmaps per member and job: each costs a forward and a backward pass
 WEIGHTS_DIR_ENV = "VERITY_WEIGHTS_DIR"
 LOG_FORMATS = ("json", "text")
 
@@ -140,13 +96,13 @@ def weights_dir_from_env() -> Path | None:
 
     Read on its own too (not only through get_settings) so pack tools need no full configuration.
     """
-    raw = _env(WEIGHTS_DIR_ENV)
+    raw = env_str(WEIGHTS_DIR_ENV)
     return Path(raw) if raw else None
 
 
 def _log_format(database_url: str) -> str:
     """VERITY_LOG_FORMAT; unset, json with real services (Postgres) and text embedded, where a person reads it."""
-    raw = (_env("VERITY_LOG_FORMAT") or "").strip().lower()
+    raw = (env_str("VERITY_LOG_FORMAT") or "").strip().lower()
     if not raw:
         return "json" if database_url.startswith("postgres") else "text"
     if raw not in LOG_FORMATS:
@@ -159,7 +115,7 @@ def _recalibration() -> RecalibrationConfig:
     names the variable."""
     values: dict[str, float | int | str] = {}
     for name, knob in KNOBS:
-        raw = _env(knob.env)
+        raw = env_str(knob.env)
         if raw is None:
             continue
         try:
@@ -237,6 +193,11 @@ class Settings:
     source_allow_private: bool = False
     source_timeout_s: float = 300.0
     upload_url_ttl_s: int = 3600  # a presigned upload URL's life; an upload no job used by then is removed
+    # Heatmaps (workers/explain): made for a job that does not say explain=true/false when this is set; per
+    # member, the worst track's this-many highest-scoring crops.
+    explain_default: bool = False
+    explain_frames: int = 3
+    streams: StreamLimits = field(default_factory=StreamLimits)  # live streams (VERITY_STREAM_*)
 
     @property
     def embedded_broker(self) -> bool:
@@ -304,6 +265,10 @@ class Settings:
             raise SettingsError("VERITY_SOURCE_TIMEOUT_S must be positive, VERITY_UPLOAD_URL_TTL_S 1-604800 s")
         if not (1 <= self.max_batch_items <= 1000 and 0 <= self.max_wait_s <= 60):  # NaN fails this too
             raise SettingsError("VERITY_MAX_BATCH_ITEMS must be 1-1000 and VERITY_MAX_WAIT_S 0-60 seconds")
+        if not 1 <= self.explain_frames <= MAX_EXPLAIN_FRAMES:
+            raise SettingsError(f"VERITY_EXPLAIN_FRAMES must be 1-{MAX_EXPLAIN_FRAMES}, got {self.explain_frames}")
+        if problem := self.streams.problem():
+            raise SettingsError(problem)
         if not 0 <= self.recalibrate_interval_s < float("inf"):  # NaN fails this too
             raise SettingsError(
                 "VERITY_RECALIBRATE_INTERVAL_S must be a number of seconds (0: no scheduled fit), got "
@@ -335,58 +300,69 @@ def sqlalchemy_url(database_url: str) -> str:
 
 
 def load_settings() -> Settings:
-    if _env("VERITY_DB_RETRY_S") is not None:
+    if env_str("VERITY_DB_RETRY_S") is not None:
         # Replaced, not ignored: a deployment that set it would silently get another retry window than it chose.
         raise SettingsError("VERITY_DB_RETRY_S was replaced by VERITY_OUTAGE_RETRY_BUDGET_S (README, Reliability)")
-    home = Path(_env("VERITY_HOME", str(REPO_ROOT / ".verity")) or "").resolve()
-    database_url = sqlalchemy_url(_env("DATABASE_URL") or f"sqlite:///{home / 'verity.db'}")
-    lease_s = _env_int("VERITY_LEASE_S", 1200)
+    home = Path(env_str("VERITY_HOME", str(REPO_ROOT / ".verity")) or "").resolve()
+    database_url = sqlalchemy_url(env_str("DATABASE_URL") or f"sqlite:///{home / 'verity.db'}")
+    lease_s = env_int("VERITY_LEASE_S", 1200)
     settings = Settings(
         home=home,
         database_url=database_url,
-        broker_url=_env("BROKER_URL", "filesystem://") or "filesystem://",
-        s3_bucket=_env("S3_BUCKET"),
-        s3_endpoint_url=_env("S3_ENDPOINT_URL"),
-        s3_region=_env("S3_REGION", "us-east-1") or "us-east-1",
-        max_upload_bytes=_env_int("VERITY_MAX_UPLOAD_BYTES", 512 * 1024 * 1024),
-        pack_manifest=Path(_env("VERITY_PACK", str(REPO_ROOT / "models" / "packs" / "default.yaml")) or ""),
+        broker_url=env_str("BROKER_URL", "filesystem://") or "filesystem://",
+        s3_bucket=env_str("S3_BUCKET"),
+        s3_endpoint_url=env_str("S3_ENDPOINT_URL"),
+        s3_region=env_str("S3_REGION", "us-east-1") or "us-east-1",
+        max_upload_bytes=env_int("VERITY_MAX_UPLOAD_BYTES", 512 * 1024 * 1024),
+        pack_manifest=Path(env_str("VERITY_PACK", str(REPO_ROOT / "models" / "packs" / "default.yaml")) or ""),
         weights_dir=weights_dir_from_env(),
-        device=_env("VERITY_DEVICE", "auto") or "auto",
-        max_frames=_env_int("VERITY_MAX_FRAMES", 32),
-        face_batch_size=_env_int("VERITY_FACE_BATCH_SIZE", 16),
-        face_downscale=_env_float("VERITY_FACE_DOWNSCALE", 1.0),
-        face_keyframe_every=_env_int("VERITY_FACE_KEYFRAME_EVERY", 4),
-        detector_batch_size=_env_int("VERITY_DETECTOR_BATCH_SIZE", 32),
-        min_face_frames=_env_int("VERITY_MIN_FACE_FRAMES", 3),
-        task_time_limit_s=_env_int("VERITY_TASK_TIME_LIMIT_S", 900),
+        device=env_str("VERITY_DEVICE", "auto") or "auto",
+        max_frames=env_int("VERITY_MAX_FRAMES", 32),
+        face_batch_size=env_int("VERITY_FACE_BATCH_SIZE", 16),
+        face_downscale=env_float("VERITY_FACE_DOWNSCALE", 1.0),
+        face_keyframe_every=env_int("VERITY_FACE_KEYFRAME_EVERY", 4),
+        detector_batch_size=env_int("VERITY_DETECTOR_BATCH_SIZE", 32),
+        min_face_frames=env_int("VERITY_MIN_FACE_FRAMES", 3),
+        task_time_limit_s=env_int("VERITY_TASK_TIME_LIMIT_S", 900),
         lease_s=lease_s,
-        visibility_timeout_s=_env_int("VERITY_VISIBILITY_TIMEOUT_S", 1800),
-        max_attempts=_env_int("VERITY_MAX_ATTEMPTS", 3),
-        reaper_interval_s=_env_int("VERITY_REAPER_INTERVAL_S", 60),
-        webhook_secret=_env("VERITY_WEBHOOK_SECRET") or _default_webhook_secret(home),
-        webhook_allow_private=_env_bool("VERITY_WEBHOOK_ALLOW_PRIVATE", False),
-        webhook_timeout_s=_env_float("VERITY_WEBHOOK_TIMEOUT_S", 10.0),
-        webhook_max_attempts=_env_int("VERITY_WEBHOOK_MAX_ATTEMPTS", 6),
-        rate_limit_per_min=_env_int("VERITY_RATE_LIMIT_PER_MIN", 600),
-        auth_fail_limit_per_min=_env_int("VERITY_AUTH_FAIL_LIMIT_PER_MIN", 60),
-        webhook_backoff_s=_env_floats("VERITY_WEBHOOK_BACKOFF_S", DEFAULT_WEBHOOK_BACKOFF_S),
-        webhook_relay_interval_s=_env_float("VERITY_WEBHOOK_RELAY_INTERVAL_S", 15.0),
-        enqueue_grace_s=_env_float("VERITY_ENQUEUE_GRACE_S", 30.0),
-        heartbeat_interval_s=_env_float("VERITY_HEARTBEAT_INTERVAL_S", max(0.5, min(30.0, lease_s / 6))),
-        outage_retry_budget_s=_env_float("VERITY_OUTAGE_RETRY_BUDGET_S", 900.0),
-        outage_max_backoff_s=_env_float("VERITY_OUTAGE_MAX_BACKOFF_S", 30.0),
-        api_key_cache_s=_env_float("VERITY_API_KEY_CACHE_S", 5.0),
-        broker_startup_timeout_s=_env_float("VERITY_BROKER_STARTUP_TIMEOUT_S", 30.0),
+        visibility_timeout_s=env_int("VERITY_VISIBILITY_TIMEOUT_S", 1800),
+        max_attempts=env_int("VERITY_MAX_ATTEMPTS", 3),
+        reaper_interval_s=env_int("VERITY_REAPER_INTERVAL_S", 60),
+        webhook_secret=env_str("VERITY_WEBHOOK_SECRET") or _default_webhook_secret(home),
+        webhook_allow_private=env_bool("VERITY_WEBHOOK_ALLOW_PRIVATE", False),
+        webhook_timeout_s=env_float("VERITY_WEBHOOK_TIMEOUT_S", 10.0),
+        webhook_max_attempts=env_int("VERITY_WEBHOOK_MAX_ATTEMPTS", 6),
+        rate_limit_per_min=env_int("VERITY_RATE_LIMIT_PER_MIN", 600),
+        auth_fail_limit_per_min=env_int("VERITY_AUTH_FAIL_LIMIT_PER_MIN", 60),
+        webhook_backoff_s=env_floats("VERITY_WEBHOOK_BACKOFF_S", DEFAULT_WEBHOOK_BACKOFF_S),
+        webhook_relay_interval_s=env_float("VERITY_WEBHOOK_RELAY_INTERVAL_S", 15.0),
+        enqueue_grace_s=env_float("VERITY_ENQUEUE_GRACE_S", 30.0),
+        heartbeat_interval_s=env_float("VERITY_HEARTBEAT_INTERVAL_S", max(0.5, min(30.0, lease_s / 6))),
+        outage_retry_budget_s=env_float("VERITY_OUTAGE_RETRY_BUDGET_S", 900.0),
+        outage_max_backoff_s=env_float("VERITY_OUTAGE_MAX_BACKOFF_S", 30.0),
+        api_key_cache_s=env_float("VERITY_API_KEY_CACHE_S", 5.0),
+        broker_startup_timeout_s=env_float("VERITY_BROKER_STARTUP_TIMEOUT_S", 30.0),
         accepted_codecs=accepted_codecs_from_env(),
         log_format=_log_format(database_url),
         recalibration=_recalibration(),
-        recalibrate_interval_s=_env_float("VERITY_RECALIBRATE_INTERVAL_S", 0.0),
-        recalibrate_auto_activate=_env_bool("VERITY_RECALIBRATE_AUTO_ACTIVATE", False),
-        max_batch_items=_env_int("VERITY_MAX_BATCH_ITEMS", 50),
-        max_wait_s=_env_float("VERITY_MAX_WAIT_S", 10.0),
-        source_allow_private=_env_bool("VERITY_SOURCE_ALLOW_PRIVATE", False),
-        source_timeout_s=_env_float("VERITY_SOURCE_TIMEOUT_S", 300.0),
-        upload_url_ttl_s=_env_int("VERITY_UPLOAD_URL_TTL_S", 3600),
+        recalibrate_interval_s=env_float("VERITY_RECALIBRATE_INTERVAL_S", 0.0),
+        recalibrate_auto_activate=env_bool("VERITY_RECALIBRATE_AUTO_ACTIVATE", False),
+        max_batch_items=env_int("VERITY_MAX_BATCH_ITEMS", 50),
+        max_wait_s=env_float("VERITY_MAX_WAIT_S", 10.0),
+        source_allow_private=env_bool("VERITY_SOURCE_ALLOW_PRIVATE", False),
+        source_timeout_s=env_float("VERITY_SOURCE_TIMEOUT_S", 300.0),
+        upload_url_ttl_s=env_int("VERITY_UPLOAD_URL_TTL_S", 3600),
+        explain_default=env_bool("VERITY_EXPLAIN_DEFAULT", False),
+        explain_frames=env_int("VERITY_EXPLAIN_FRAMES", 3),
+        streams=StreamLimits(
+            env_int("VERITY_STREAM_MAX_SESSIONS_PER_KEY", 4),
+            env_int("VERITY_STREAM_MAX_FRAME_BYTES", 2 * 1024 * 1024),
+            env_float("VERITY_STREAM_MAX_FPS", 10.0),
+            env_int("VERITY_STREAM_BACKLOG", 8),
+            env_float("VERITY_STREAM_IDLE_TIMEOUT_S", 30.0),
+            env_float("VERITY_STREAM_TAKEOVER_S", 10.0),
+            env_int("VERITY_STREAM_WORKER_SESSIONS", 16),
+        ),
     )
     settings.validate()
     return settings

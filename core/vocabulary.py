@@ -20,6 +20,8 @@ class JobStatus(StrEnum):
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
+    # A live stream's job (POST /v1/streams) while its session is open; closing it makes it SUCCEEDED.
+    STREAMING = "STREAMING"
 
 
 TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
@@ -82,6 +84,8 @@ class Verdict(StrEnum):
     UNCERTAIN = "UNCERTAIN"
     # Set by the pipeline when too few frames had a face; the threshold decision never returns it.
     NO_FACE = "NO_FACE"
+    # Set by the pipeline when the faces are outside what the pack can judge (core/scope.py gives the reason).
+    NOT_APPLICABLE = "NOT_APPLICABLE"
 
 
 class MediaKind(StrEnum):
@@ -89,6 +93,7 @@ class MediaKind(StrEnum):
 
     IMAGE = "image"
     VIDEO = "video"
+    STREAM = "stream"  # a live stream's frames (POST /v1/streams), decided as they came
 
 
 class Label(StrEnum):
@@ -121,6 +126,35 @@ class SamplingStrategy(StrEnum):
 
 
 SAMPLING_STRATEGIES: tuple[str, ...] = tuple(s.value for s in SamplingStrategy)
+
+
+class StreamStrategyKind(StrEnum):
+    """How a live stream turns frame scores into a rolling decision (seed 000)."""
+
+    WINDOW = "window"  # Option A: the last N frames through the pack's own aggregate -> calibrate -> fuse
+    PER_FRAME = "per_frame"  # Option B: fuse each frame, then average the fused scores over time
+
+
+class StreamAveraging(StrEnum):
+    """Option B's average over time of the per-frame fused scores."""
+
+    MEAN = "mean"  # over the last N frames with a face
+    EMA = "ema"  # exponential moving average over every frame with a face
+
+
+class StreamStatus(StrEnum):
+    """A live stream session: OPEN takes frames; CLOSING (DELETE) until its worker stores the final decision."""
+
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class StreamUpdates(StrEnum):
+    """Which decisions a stream's WebSocket and Server-Sent Events carry."""
+
+    CHANGES = "changes"  # only when the verdict changes (the first decision included), and the final one
+    FRAMES = "frames"  # after every scored frame
 
 
 class TaskName(StrEnum):

@@ -38,6 +38,8 @@ from core.scoring.replay import (
     replay_scores,
     stored_scores,
 )
+from core.signals import SignalReport
+from core.streams.thresholds import PerFrameThresholds, with_per_frame_thresholds
 from db.models import Calibration, Feedback, FrameScore, Job, Result, utcnow
 
 log = logging.getLogger(__name__)
@@ -131,7 +133,7 @@ def _majority(labels: Sequence[str]) -> str | None:
 
 def gather_labelled_jobs(session: Session) -> tuple[list[LabelledJob], dict[str, Any]]:
     """Every job with a current REAL/FAKE label (the majority when moderators disagree; a tie is left out)
-    and a stored result with per-model aggregated scores."""
+    and a stored result with per-model aggregated scores, with its forensic signals when it has them."""
     by_job: dict[uuid.UUID, list[str]] = {}
     for job_id, label in session.execute(
         select(Feedback.job_id, Feedback.label).where(
@@ -149,15 +151,20 @@ def gather_labelled_jobs(session: Session) -> tuple[list[LabelledJob], dict[str,
     for start in range(0, len(ids), 1000):
         chunk = ids[start : start + 1000]
         rows = session.execute(
-            select(Result.job_id, Result.per_model, Result.tracks, Result.model_pack).where(Result.job_id.in_(chunk))
+            select(Result.job_id, Result.per_model, Result.tracks, Result.model_pack, Result.signals).where(
+                Result.job_id.in_(chunk)
+            )
         )
-        for job_id, per_model, tracks, model_pack in rows:
+        for job_id, per_model, tracks, model_pack, signals in rows:
             stored = stored_scores(per_model, tracks, None)
             scores = stored.working_scores()
             if not scores:
                 continue
             packs[model_pack or "unknown"] += 1
-            jobs.append(LabelledJob(str(job_id), int(decided[job_id] == "FAKE"), scores, stored.finite_tracks()))
+            report = SignalReport.from_json(signals)
+            values = {} if report is None else dict(report.values)
+            fake = int(decided[job_id] == "FAKE")
+            jobs.append(LabelledJob(str(job_id), fake, scores, stored.finite_tracks(), values))
     digest = hashlib.sha256(
         json.dumps(sorted((j.job_id, j.label) for j in jobs), separators=(",", ":")).encode()
     ).hexdigest()
@@ -286,6 +293,33 @@ def get_version(stores: Stores, version: str, full: bool = False) -> dict[str, A
         return calibration_view(_row(store, version), full=full)
 
 
+def save_per_frame_thresholds(stores: Stores, version: str, fitted: PerFrameThresholds, by: str = "") -> dict[str, Any]:
+    """Store Option B thresholds the simulator fitted inside ``version`` (core.streams.thresholds), replacing an
+    earlier fit for the same averaging; the version's own thresholds are untouched. Logged in its metrics."""
+    with stores() as store:
+        row = _row(store, version)
+        row.thresholds = with_per_frame_thresholds(row.thresholds, fitted)
+        entry = {"at": utcnow().isoformat(), "by": by, **fitted.to_dict()}
+        row.metrics = {**row.metrics, "per_frame_fits": [*row.metrics.get("per_frame_fits", []), entry]}
+        view = calibration_view(row, full=False)
+    log.info("calibration %s: Option B (%s) thresholds stored (%s)", version, fitted.averaging.value, by or "-")
+    return view
+
+
+def tenant_labels(session: Session, tenant: str) -> dict[uuid.UUID, str]:
+    """One tenant's jobs with a current REAL/FAKE label, decided as ``gather_labelled_jobs`` decides (the
+    majority; a tie is left out): the live-stream simulator's labels."""
+    votes: dict[uuid.UUID, list[str]] = {}
+    for job_id, label in session.execute(
+        select(Feedback.job_id, Feedback.label)
+        .join(Job, Job.id == Feedback.job_id)
+        .where(Job.tenant == tenant, Feedback.is_current.is_(True), Feedback.label.in_(("REAL", "FAKE")))
+    ):
+        votes.setdefault(job_id, []).append(label)
+    decided = {job_id: _majority(labels) for job_id, labels in votes.items()}
+    return {job_id: label for job_id, label in decided.items() if label is not None}
+
+
 # --- replay ---------------------------------------------------------------------------------------
 
 
@@ -336,6 +370,6 @@ def replay(
         result.t_low,
         result.t_high,
         own_name,
-        stored_scores(result.per_model, result.tracks, result.overrides),
+        stored_scores(result.per_model, result.tracks, result.overrides, result.signals),
     )
     return replay_scores(str(job_uuid), stored, frames, target, pack, method, aggregators)

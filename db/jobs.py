@@ -225,11 +225,12 @@ def record_source(c: Claim, sha256: str, size: int, content_type: str) -> bool:
 
 
 def add_webhook(
-    session: Any, job_id: uuid.UUID, url: str | None, event: str, payload: dict[str, Any]
+    session: Any, job_id: uuid.UUID, url: str | None, event: str, payload: dict[str, Any], sequence: int = 0
 ) -> uuid.UUID | None:
+    """``sequence``: which one of an event a job sends more than once (a stream's stream.decision) this is."""
     if not url:
         return None
-    delivery = WebhookDelivery(job_id=job_id, event=event, url=url, payload=payload)
+    delivery = WebhookDelivery(job_id=job_id, event=event, url=url, payload=payload, sequence=sequence)
     session.add(delivery)
     session.flush()
     return delivery.id

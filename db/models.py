@@ -222,7 +222,8 @@ class Calibration(Base):
 class WebhookDelivery(Base):
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
-        UniqueConstraint("job_id", "event", name="uq_webhook_deliveries_job_event"),
+        # A job's events are sent once each; a stream sends stream.decision once per decision change (sequence).
+        UniqueConstraint("job_id", "event", "sequence", name="uq_webhook_deliveries_job_event_sequence"),
         Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
     )
 
@@ -230,6 +231,7 @@ class WebhookDelivery(Base):
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     event: Mapped[str] = mapped_column(String(32))
+    sequence: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     url: Mapped[str] = mapped_column(Text)
     payload: Mapped[dict[str, Any]] = mapped_column()
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -275,3 +277,51 @@ class Upload(Base):
     expires_at: Mapped[datetime] = mapped_column(index=True)
     used_at: Mapped[datetime | None] = mapped_column(default=None)
     job_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), default=None)
+
+
+class StreamSession(Base):
+    """A live stream (POST /v1/streams). Its id is its job's: the job is STREAMING while the session is open and
+    gets the final decision as its result (status SUCCEEDED) when the session closes."""
+
+    __tablename__ = "stream_sessions"
+    __table_args__ = (Index("ix_stream_sessions_key_status", "api_key_id", "status"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(100))
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
+    strategy: Mapped[dict[str, Any]] = mapped_column()
+    updates: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    frames_scored: Mapped[int] = mapped_column(Integer, default=0)
+    frames_with_face: Mapped[int] = mapped_column(Integer, default=0)
+    # Received and dropped are counted in Redis as frames arrive; these are their values when the session closed.
+    frames_received: Mapped[int] = mapped_column(Integer, default=0)
+    frames_dropped: Mapped[int] = mapped_column(Integer, default=0)
+    verdict: Mapped[str | None] = mapped_column(String(16), default=None)
+    score: Mapped[float | None] = mapped_column(Float, default=None)
+    t_low: Mapped[float | None] = mapped_column(Float, default=None)
+    t_high: Mapped[float | None] = mapped_column(Float, default=None)
+    decision_changes: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(200), default=None)
+    close_reason: Mapped[str | None] = mapped_column(String(32), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class StreamFrameRow(Base):
+    """One scored frame of a stream, stored as it is scored: what a worker taking the session over replays, and
+    the stream's decision timeline. Its faces' per-model scores are ``frame_scores`` rows of the stream's job."""
+
+    __tablename__ = "stream_frames"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)  # the frame's number in the order it arrived
+    t: Mapped[float] = mapped_column(Float)  # the client's timestamp, in seconds
+    faces: Mapped[int] = mapped_column(Integer)
+    # member -> P(fake) of the frame's most-fake face ({} without a face): the decider's input.
+    scores: Mapped[dict[str, Any]] = mapped_column()
+    score: Mapped[float | None] = mapped_column(Float)
+    verdict: Mapped[str | None] = mapped_column(String(16))
+    changed: Mapped[bool] = mapped_column(Boolean, default=False)
+    scored_at: Mapped[datetime] = mapped_column(default=utcnow)

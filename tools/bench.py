@@ -50,12 +50,14 @@ from core.manifest import read_manifest
 from core.media.errors import MediaError
 from core.results import JobResult
 from core.settings import REPO_ROOT, load_settings, sqlalchemy_url
+from core.storage import LocalFolderStore, ObjectStore
 from models.detector import TorchDetector
 from models.formats import get_format
 from models.loading import build
 from models.pack import LoadedMember, LoadedPack, load_pack
 from tools.naive import NaiveResult, run_naive, seed_mtcnn
 from tools.services import DEFAULT_PG_ADMIN, moto_s3, scratch_database
+from workers.explain.heatmaps import explain
 from workers.media.faces import FaceDetector
 from workers.pipeline import (
     Decoded,
@@ -386,10 +388,16 @@ class Bench:
     device: str
     naive_mtcnn: Any | None  # facenet MTCNN, None with --no-naive
     storage: StorageRoundTrip | None
+    # --explain: every Verity run also makes this many heatmaps per member (its "explain" stage), stored here
+    explain_frames: int = 0
+    heatmap_store: ObjectStore | None = None
 
     def verity(self, clip: Clip, repeat: int) -> tuple[Run, PipelineOutput]:
         with measured(self.device) as stats:
             output = run_pipeline(clip.path, self.faces, self.pack, self.config)
+            if self.explain_frames and self.heatmap_store is not None:
+                prefix = f"heatmaps/bench-{clip.name}-{repeat}"
+                output.result = explain(output, self.pack, self.explain_frames, self.heatmap_store, prefix)
         run = _run("verity", repeat, output.result, stats)
         if self.storage is not None:
             run.stages["storage"] = self.storage(clip.path, output)
@@ -474,10 +482,10 @@ def _per_clip_median(report: ClipReport, variant: str, stage: str | None) -> flo
 
 
 def stage_names(reports: list[ClipReport]) -> list[str]:
-    order = ["probe", "decode", "faces", "tracks", "crops"]
+    order = ["probe", "decode", "faces", "tracks", "signals", "crops"]
     seen = {s for rep in reports for r in rep.runs for s in r.stages}
     models = sorted(s for s in seen if s.startswith("model:"))
-    return [s for s in order if s in seen] + models + [s for s in ("fusion", "storage") if s in seen]
+    return [s for s in order if s in seen] + models + [s for s in ("fusion", "explain", "storage") if s in seen]
 
 
 def summarise(reports: list[ClipReport]) -> dict[str, Any]:
@@ -564,6 +572,9 @@ def print_summary(summary: dict[str, Any], out: TextIO) -> None:
         if len(variants) == 2:
             line += f"{_fmt(row.get('ratio'), '.1f') + 'x':>14}"
         print(line + f"{_fmt(100 * row['verity_share'] if 'verity_share' in row else None, '.1f') + '%':>14}", file=out)
+    if "verity_share" in stages.get("signals", {}):
+        # Issue 15's budget for the forensic signals (workers/forensics): under 25 % of a job's time.
+        print(f"forensic signals: {100 * stages['signals']['verity_share']:.1f}% of Verity's time per video", file=out)
     if summary["members"]:
         print_members(summary["members"], stages, out)
     print(f"\n{'':<28}" + "".join(f"{v:>12}" for v in variants), file=out)
@@ -694,6 +705,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: the CPUs this process may use)")
     p.add_argument("--compile", action="store_true", help="torch.compile every detector (off by default)")
     p.add_argument("--no-naive", action="store_true", help="Verity only")
+    p.add_argument(
+        "--explain",
+        type=int,
+        nargs="?",
+        const=3,
+        default=0,
+        metavar="N",
+        help="also make N heatmaps per member (3), as an explain=true job does: its own 'explain' stage",
+    )
     p.add_argument("--no-storage", action="store_true", help="skip the S3 + Postgres round trip")
     p.add_argument("--no-throughput", action="store_true", help="skip the multi-video prefetch comparison")
     p.add_argument("--pg", default=DEFAULT_PG_ADMIN, help="Postgres admin URL for the scratch database")
@@ -743,6 +763,10 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> dict[str, A
         compile_pack(pack)
     storage = None if args.no_storage else StorageRoundTrip(args.pg)
     bench = Bench(FaceDetector(device), pack, config, device, None if args.no_naive else seed_mtcnn(device), storage)
+    if args.explain:
+        heatmaps = Path(tempfile.mkdtemp(prefix="verity-bench-heatmaps-"))
+        bench = dataclasses.replace(bench, explain_frames=args.explain, heatmap_store=LocalFolderStore(heatmaps))
+        print(f"heatmap PNGs go to {heatmaps} (left there to look at)", file=out)
     command = "python -m tools.bench " + " ".join(argv if argv is not None else sys.argv[1:])
     print(command, file=out)
     print(
@@ -794,6 +818,7 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> dict[str, A
             "face_batch_size": config.face_batch_size,
             "compile": args.compile,
             "storage": storage is not None,
+            "explain_frames": args.explain,
         },
         "summary": summary,
         "clips": [

@@ -2,7 +2,9 @@
 
 Prints one row per video as it is scored, then the ROC AUC of the fused score and of each model's aggregated
 score (scikit-learn; NO_FACE and failed clips are left out and counted), and the confusion matrix of the
-verdicts at the pack's own thresholds with TPR, FPR and the uncertain rate. No services are needed.
+verdicts at the pack's own thresholds with TPR, FPR and the uncertain rate. Then an identity-disjoint
+cross-validation of the face models alone, the forensic signals alone and both fused (tools/evaluate_cv.py).
+No services are needed.
 """
 
 from __future__ import annotations
@@ -22,13 +24,20 @@ from core.media.errors import MediaError
 from core.scoring.fusion import NotEnoughModels
 from core.settings import REPO_ROOT
 from core.vocabulary import Verdict
+from tools.evaluate_cv import cv_lines
 from tools.scan import TEST_PACK_BANNER, tool_settings
 from workers.pipeline import run_pipeline
 from workers.resources import Resources, load_resources
 
 DEFAULT_MANIFEST = REPO_ROOT.parent / "shared" / "testdata" / "manifest.csv"
 LABELS = (Verdict.REAL.value, Verdict.FAKE.value)
-COLUMNS = (Verdict.REAL.value, Verdict.UNCERTAIN.value, Verdict.FAKE.value, Verdict.NO_FACE.value)
+COLUMNS = (
+    Verdict.REAL.value,
+    Verdict.UNCERTAIN.value,
+    Verdict.FAKE.value,
+    Verdict.NO_FACE.value,
+    Verdict.NOT_APPLICABLE.value,
+)
 ERROR = "ERROR"  # the clip could not be scored (refused media, too few working models)
 
 
@@ -54,6 +63,7 @@ def score_clip(video: Path, label: str, shown_path: str, resources: Resources) -
             "verdict": ERROR,
             "score": None,
             "per_model": {},
+            "signals": {},
             "tracks": 0,
             "seconds": round(time.perf_counter() - start, 2),
             "error": str(exc),
@@ -64,6 +74,7 @@ def score_clip(video: Path, label: str, shown_path: str, resources: Resources) -
         "verdict": result.verdict.value,
         "score": result.score,
         "per_model": per_model,
+        "signals": {} if result.signals is None else result.signals.to_json()["values"],
         "tracks": len(result.tracks.tracks),
         "seconds": round(time.perf_counter() - start, 2),
     }
@@ -144,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=32, help="frames sampled per video (default 32)")
     parser.add_argument("--downscale", type=float, help="run MTCNN on frames shrunk by this factor (0, 1]")
     parser.add_argument("--json", type=Path, help="also write rows and metrics to this JSON file")
+    parser.add_argument("--folds", type=int, default=5, help="identity-disjoint cross-validation folds (0: none)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the cross-validation's fold assignment")
     args = parser.parse_args(argv)
     if not args.manifest.is_file():
         parser.error(f"manifest {args.manifest} not found")
@@ -172,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         print(_row_line(row, models, width), flush=True)
     summary = summarise(rows, models)
     print_summary(summary, fusion.method, fusion.t_low, fusion.t_high)
+    if args.folds:
+        print("\n" + "\n".join(cv_lines(rows, models, args.folds, args.seed)))
     print(f"total {time.perf_counter() - started:.0f} s")
     if resources.pack.manifest.test_pack:
         print(TEST_PACK_BANNER)

@@ -33,14 +33,8 @@ from models.detector import Detector
 from models.pack import LoadedPack
 from workers.media.crops import Box
 from workers.media.faces import Face
-from workers.pipeline import (
-    PipelineConfig,
-    _member_specs,
-    member_crops,
-    pack_fusion_spec,
-    sample_indices,
-    tracked_detections,
-)
+from workers.members import member_specs, pack_fusion_spec
+from workers.pipeline import PipelineConfig, member_crops, sample_indices, tracked_detections
 
 SEED_MIN_FACE_PX = 40
 SEED_MIN_PROB = 0.9
@@ -140,7 +134,7 @@ def run_naive(path: Path, mtcnn: MTCNN, pack: LoadedPack, config: PipelineConfig
     for name, per_crop in scores.items():
         for d, s in zip(detections, per_crop, strict=True):
             track_scores.setdefault(name, {}).setdefault(d.track_id, []).append(float(s))
-    scored = score_video(track_scores, _member_specs(pack), pack_fusion_spec(pack), failed_models=dict(pack.failed))
+    scored = score_video(track_scores, member_specs(pack), pack_fusion_spec(pack), failed_models=dict(pack.failed))
     lap("fusion")
     # faces_found as the pipeline counts them: the detections it scores.
     result = NaiveResult(scored.verdict, scored.score, len(frames), len(detections), timings, dict(scored.per_model))

@@ -1,9 +1,9 @@
 """The process stack on one machine: the API (gunicorn), the Celery workers and beat, started and stopped together.
 
 ``./verity up`` (``python -m tools.stack``) runs it in the foreground: the API, a worker for the ``gpu`` queue, a
-worker for the ``io`` queue (webhooks, reaper, recalibration) and beat, each line of their logs prefixed with the
-process's name; Ctrl-C (or SIGTERM) stops them all and exits 0. ``verity-demo`` starts the same processes through
-this module with its logs in files.
+worker for the ``io`` queue (webhooks, reaper, recalibration), beat and, with Redis as the broker, a live-stream
+worker, each line of their logs prefixed with the process's name; Ctrl-C (or SIGTERM) stops them all and exits 0.
+``verity-demo`` starts the same processes through this module with its logs in files.
 
 With no service URLs set the stack is embedded: a SQLite file, Celery's filesystem transport and a local-folder
 object store, all under ``VERITY_HOME``; with DATABASE_URL / BROKER_URL / S3_BUCKET set it uses those services.
@@ -76,17 +76,29 @@ def worker_service(name: str, queues: str, *pool: str, beat: bool = False) -> Se
     return Service(name, tuple(argv))
 
 
+def stream_worker_service(name: str = "streams") -> Service:
+    """A live-stream worker (``python -m workers.streams``): the pack's models and the stream sessions it holds."""
+    return Service(name, (sys.executable, "-m", "workers.streams"))
+
+
+def streams_possible(settings: Settings) -> bool:
+    """Live streams travel through Redis: the embedded (filesystem) broker has none, and no stream worker runs."""
+    return settings.broker_url.startswith(("redis://", "rediss://"))
+
+
 def beat_service() -> Service:
     return Service("beat", (venv_bin("celery"), "-A", "workers.celery_app", "beat", "--loglevel", "INFO"))
 
 
-def embedded_services(bind: str) -> list[Service]:
-    """What ``./verity up`` runs: the processes docker-compose.yml runs, sized for one machine."""
+def embedded_services(bind: str, streams: bool = False) -> list[Service]:
+    """What ``./verity up`` runs: the processes docker-compose.yml runs, sized for one machine; ``streams``: a
+    live-stream worker too."""
     return [
         api_service(bind),
         worker_service("gpu", "gpu", "-c", "1"),  # one process per GPU (or the CPU)
         worker_service("io", "io", "-c", "2"),
         beat_service(),
+        *([stream_worker_service()] if streams else []),
     ]
 
 
@@ -224,7 +236,7 @@ def up(host: str, port: int) -> int:
     print(f"Verity: {describe_services(settings)}; migrating the database", flush=True)
     migrate()
     base = f"http://{host}:{port}"
-    with Stack(embedded_services(f"{host}:{port}"), env=env) as stack:
+    with Stack(embedded_services(f"{host}:{port}", streams=streams_possible(settings)), env=env) as stack:
         announced = False
         while not stop.wait(0.5):
             if exited := stack.exited():
@@ -241,7 +253,8 @@ def up(host: str, port: int) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="./verity up", description="Start the API, the gpu and io workers and beat in the foreground."
+        prog="./verity up",
+        description="Start the API, the gpu and io workers, beat and a stream worker in the foreground.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address the API listens on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="the API's port (default 8000)")

@@ -20,10 +20,11 @@ from celery.signals import (
 )
 from kombu.utils.url import maybe_sanitize_url
 
+from core.env import SettingsError
 from core.logs import configure_logging, job_id_var
 from core.manifest import ManifestError, missing_checkpoints
 from core.queue import GPU_QUEUE, check_celery_conf, make_celery
-from core.settings import SettingsError, get_settings
+from core.settings import get_settings
 from core.vocabulary import TaskName
 from db import heartbeat
 from db.session import dispose_engine_after_fork

@@ -17,26 +17,31 @@ import numpy as np
 
 from core.media.decode import Frame, decode_frames
 from core.media.probe import Limits, VideoInfo, check_limits, probe_video
-from core.preprocessing import normalisation_name
 from core.results import (
     Box,
     DetectionPlan,
     FrameCounts,
     FrameRow,
     JobResult,
-    Preprocessing,
     Track,
     TrackDetection,
     Tracks,
     VideoMeta,
 )
+from core.scope import judge_scope
 from core.scoring.sampling import fixed_rate_indices, uniform_indices
-from core.scoring.verdict import CalibrationState, FusionSpec, MemberSpec, score_video
+from core.scoring.signal_rules import rule_score
+from core.scoring.verdict import CalibrationState, FusionSpec, score_video
+from core.signals import SignalReport
 from core.vocabulary import SAMPLING_STRATEGIES, MediaKind, Stage, Verdict
 from models.pack import LoadedPack
+from workers.forensics.compute import compute_signals
+from workers.forensics.pairs import companion_indices, split_companions
+from workers.forensics.readings import Sighting
 from workers.media.crops import CropKey, cut_crops
 from workers.media.faces import Face, FaceDetector
 from workers.media.tracks import link_tracks
+from workers.members import member_preprocessing, member_specs, pack_fusion_spec, predict_members
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +75,16 @@ class PipelineOutput:
     frame_rows: list[FrameRow]
     frames: list[Frame]
     faces: list[list[Face]]
+    scored: ScoredCrops | None = None  # None: no face reached the detectors
+
+
+@dataclass(frozen=True)
+class ScoredCrops:
+    """What each member was fed and gave, row j being detection j: kept for the heatmaps (workers/explain)."""
+
+    detections: list[_Detection]
+    crops: dict[CropKey, np.ndarray]
+    scores: dict[str, np.ndarray]  # member -> P(fake) per row
 
 
 @dataclass(frozen=True)
@@ -82,6 +97,8 @@ class Decoded:
     # The sampled indices that did not decode (past the real end, truncated or broken stream): recorded in
     # the result, so a verdict is never presented as resting on more frames than it saw.
     missing: tuple[int, ...] = ()
+    # The frame right after some sampled ones, by sampled index: the temporal signals compare adjacent frames.
+    after: dict[int, Frame] = field(default_factory=dict)
 
 
 @dataclass
@@ -126,30 +143,10 @@ def tracked_detections(faces: list[list[Face]]) -> list[_Detection]:
     ]
 
 
-def _member_specs(pack: LoadedPack) -> list[MemberSpec]:
-    # Every manifest member, loaded or not: one that failed to load is reported, not silently dropped.
-    return [MemberSpec(m.name, m.aggregator, m.weight) for m in pack.manifest.members]
-
-
 def member_crops(frames: list[Frame], detections: list[_Detection], pack: LoadedPack) -> dict[CropKey, np.ndarray]:
     """Each detection's crops, cut once per distinct (convention, size) among the members: see `cut_crops`."""
     faces = [(frames[d.position].image, d.face.box) for d in detections]
     return cut_crops(faces, [(m.detector.crop, m.detector.input_size) for m in pack.members])
-
-
-def member_preprocessing(pack: LoadedPack) -> dict[str, Preprocessing]:
-    """What each loaded member is fed, for the result."""
-    return {
-        m.manifest.name: Preprocessing(
-            m.detector.crop.name, m.detector.input_size, normalisation_name(m.detector.normalisation)
-        )
-        for m in pack.members
-    }
-
-
-def pack_fusion_spec(pack: LoadedPack) -> FusionSpec:
-    f = pack.manifest.fusion
-    return FusionSpec(f.method, f.t_low, f.t_high, f.min_models, f.params)
 
 
 def sample_indices(info: VideoInfo, config: PipelineConfig) -> list[int]:
@@ -191,19 +188,30 @@ def decode_video(path: Path, config: PipelineConfig, progress: Progress = _noop)
     info = probe_video(path)
     check_limits(info, config.limits)
     indices = sample_indices(info, config)
+    pairs = companion_indices(indices, info.frame_count) if info.media is MediaKind.VIDEO else []
     probed = time.perf_counter()
     progress(Stage.DECODING, 0.1)
-    decoded = decode_frames(path, indices)
-    if decoded.missing:
-        log.warning(
-            "%s: %d of %d sampled frames did not decode: %s",
-            path.name,
-            len(decoded.missing),
-            len(decoded.requested),
-            decoded.missing,
-        )
+    decoded = decode_frames(path, [*indices, *pairs])
+    frames, after = split_companions(decoded.frames, indices, pairs)
+    sampled = set(indices)
+    missing = [i for i in decoded.missing if i in sampled]
+    if missing:
+        log.warning("%s: %d of %d sampled frames did not decode: %s", path.name, len(missing), len(sampled), missing)
     timings = {"probe": round(probed - start, 4), "decode": round(time.perf_counter() - probed, 4)}
-    return Decoded(info, decoded.frames, timings, tuple(decoded.missing))
+    return Decoded(info, frames, timings, tuple(missing), after)
+
+
+def job_signals(path: Path, decoded: Decoded, detections: list[_Detection], pack: LoadedPack) -> SignalReport:
+    """The forensic signals of the video and its tracked faces, with the scope check's reason (core/scope.py)."""
+    frames = decoded.frames
+    sightings = [
+        Sighting(d.track_id, frames[d.position], d.face.box, decoded.after.get(frames[d.position].index))
+        for d in detections
+    ]
+    report = compute_signals(path, decoded.info, decoded.frames, sightings)
+    sizes = [m.detector.input_size for m in pack.members]
+    reason = judge_scope(report.values["scope.flat_share"], report.values["scope.face_px"], sizes)
+    return replace(report, scope=None if reason is None else reason.value)
 
 
 def run_pipeline(
@@ -267,28 +275,26 @@ def run_pipeline(
         media=info.media,
     )
     if frames_with_face < min(config.min_face_frames, len(frames)) or frames_with_face == 0:
+        # No face model judged anything: the signals' rule reading is the only answer there is (low confidence).
+        signals = job_signals(path, decoded, [], pack)
+        signals = replace(signals, reading=rule_score(signals.values))
+        lap("signals")
         timings["total"] = round(sum(timings.values()), 4)
-        return PipelineOutput(replace(base, timings=dict(timings)), [], frames, faces)
+        return PipelineOutput(replace(base, timings=dict(timings), signals=signals), [], frames, faces)
 
     detections = tracked_detections(faces)
     lap("tracks")
+    signals = job_signals(path, decoded, detections, pack)
+    lap("signals")
 
     progress(Stage.SCORING, 0.55)
     crops = member_crops(frames, detections, pack)
     lap("crops")
 
-    failed = dict(pack.failed)
-    per_model_scores: dict[str, np.ndarray] = {}
-    for i, member in enumerate(pack.members):
-        name = member.manifest.name
-        fed = crops[member.detector.crop.name, member.detector.input_size]
-        start = time.perf_counter()
-        try:
-            per_model_scores[name] = member.detector.predict(fed)
-        except Exception as exc:  # one broken detector is reported; fusion proceeds on the others
-            failed[name] = f"{type(exc).__name__}: {exc}"[:500]
-        timings[f"model:{name}"] = round(time.perf_counter() - start, 4)
-        progress(Stage.SCORING, 0.55 + 0.35 * (i + 1) / len(pack.members))
+    members = len(pack.members)
+    predicted = predict_members(pack, crops, lambda done: progress(Stage.SCORING, 0.55 + 0.35 * done / members))
+    per_model_scores, failed = predicted.scores, {**pack.failed, **predicted.failed}
+    timings.update(predicted.timings)
     clock = time.perf_counter()
 
     track_scores: dict[str, dict[int, list[float]]] = {}
@@ -299,11 +305,12 @@ def run_pipeline(
         track_scores[name] = by_track
     video_score = score_video(
         track_scores,
-        _member_specs(pack),
+        member_specs(pack),
         fusion,
         calibration=calibration,
         failed_models=failed,
         known_label=known_label,
+        signals=signals,
     )
     lap("fusion")
 
@@ -327,7 +334,8 @@ def run_pipeline(
     timings["total"] = round(sum(timings.values()), 4)
     result = replace(
         base,
-        verdict=video_score.verdict,
+        # Out of scope: the scores stay in the result, but no REAL or FAKE is claimed from them.
+        verdict=Verdict.NOT_APPLICABLE if signals.scope else video_score.verdict,
         score=video_score.score,
         raw_score=video_score.raw_fused,
         method=video_score.method,
@@ -338,5 +346,6 @@ def run_pipeline(
         overrides=video_score.overrides,
         faces_found=len(detections),
         timings=dict(timings),
+        signals=replace(signals, reading=video_score.signals),
     )
-    return PipelineOutput(result, frame_rows, frames, faces)
+    return PipelineOutput(result, frame_rows, frames, faces, ScoredCrops(detections, crops, per_model_scores))

@@ -165,7 +165,9 @@ def _process(claim: Claim, keeper: LeaseKeeper, patience: Patience) -> None:
             max_frames=int(claim.params.get("max_frames", config.max_frames)),
             sampling=str(claim.params.get("sampling", config.sampling)),
         )
-        from workers.pipeline import pack_fusion_spec, run_pipeline  # torch-heavy; io workers never import it
+        # torch-heavy; io workers never import them
+        from workers.members import pack_fusion_spec
+        from workers.pipeline import run_pipeline
 
         # One read of the active version, so its calibrators and its thresholds always go together.
         current = retry.with_retry(
@@ -184,6 +186,13 @@ def _process(claim: Claim, keeper: LeaseKeeper, patience: Patience) -> None:
             known_label=known,
             progress=progress,
         )
+        if _explain_wanted(claim, get_settings()):
+            from workers.explain.heatmaps import explain, heatmap_prefix  # torch-heavy, like the pipeline
+
+            progress("explaining", 0.92)
+            per_member = get_settings().explain_frames
+            prefix = heatmap_prefix(str(claim.job_id))
+            output = replace(output, result=explain(output, resources.pack, per_member, get_store(), prefix))
     progress("saving", 0.95)
     outcome = finish.complete(
         claim, output.result, output.frame_rows, payloads.succeeded(claim.job_id, output.result), patience.db_s()
@@ -192,6 +201,12 @@ def _process(claim: Claim, keeper: LeaseKeeper, patience: Patience) -> None:
         raise FencedOff(f"attempt {claim.attempt} lost job {claim.job_id} before saving")
     log.info("job %s: %s (score %s)", claim.job_id, output.result.verdict, output.result.score)
     _send_webhooks(claim, outcome)
+
+
+def _explain_wanted(claim: Claim, settings: Settings) -> bool:
+    """The job's own explain=true/false, else the deployment's VERITY_EXPLAIN_DEFAULT."""
+    asked = claim.params.get("explain")
+    return settings.explain_default if asked is None else bool(asked)
 
 
 def _fetch(claim: Claim, path: Path, patience: Patience) -> Claim:

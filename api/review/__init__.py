@@ -42,7 +42,8 @@ from api.review.media import (
 from api.serialize import feedback_view, iso, job_view, result_view
 from core.settings import Settings
 from core.vocabulary import FeedbackCategory, JobStatus, Label, Role
-from db.models import Calibration, Feedback, FrameScore, Job, Result
+from db import streams
+from db.models import Calibration, Feedback, FrameScore, Job, Result, StreamSession
 from db.session import session_scope
 
 bp = Blueprint(
@@ -148,7 +149,21 @@ def review_job(job_id: str) -> dict[str, Any]:
             "job": job_view(job),
             "result": result_view(result) if result else None,
             "feedback": [{**feedback_view(f), "mine": f.api_key_id == me} for f in history],
+            "stream": _stream_timeline(session, job.id),
         }
+
+
+def _stream_timeline(session: Session, job_id: uuid.UUID) -> dict[str, Any] | None:
+    """A live stream's decision over time (None for a file's job): each scored frame's score and verdict, which
+    frames changed it, and the thresholds it was decided with."""
+    stream = session.get(StreamSession, job_id)
+    if stream is None:
+        return None
+    frames = [
+        {"seq": f.seq, "t": f.t, "score": f.score, "verdict": f.verdict, "changed": f.changed}
+        for f in streams.frame_timeline(session, job_id)
+    ]
+    return {"status": stream.status, "t_low": stream.t_low, "t_high": stream.t_high, "frames": frames}
 
 
 @bp.get("/v1/review/calibration")

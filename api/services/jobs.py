@@ -48,6 +48,7 @@ class JobRequest:
     source_url: str | None = None
     # The presigned upload the file was read back from: the job uses its object where it is, and uses it up.
     upload_id: uuid.UUID | None = None
+    explain: bool | None = None  # heatmaps wanted; None: the deployment's default, decided by the worker
 
     def fingerprint(self) -> str:
         """What makes two submissions the same request: the file's content and the form fields."""
@@ -63,6 +64,8 @@ class JobRequest:
             fields["source_url"] = self.source_url
         if self.upload_id:
             fields["upload_id"] = str(self.upload_id)
+        if self.explain is not None:
+            fields["explain"] = self.explain
         return hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -151,7 +154,11 @@ def new_job(
         filename=request.filename,
         content_type=request.upload.content_type if request.upload else None,
         source_url=request.source_url,
-        params={"max_frames": request.max_frames or default_max_frames, "sampling": request.sampling},
+        params={
+            "max_frames": request.max_frames or default_max_frames,
+            "sampling": request.sampling,
+            **({} if request.explain is None else {"explain": request.explain}),
+        },
         metadata_=request.metadata or {},
         webhook_url=webhook_url,
         idempotency_key=request.idempotency_key,

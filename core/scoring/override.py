@@ -1,13 +1,21 @@
-"""Moderator feedback acting on a score: per-model weight multipliers and recorded overrides."""
+"""Moderator feedback and real-world evidence acting on a score: per-model weight multipliers and recorded
+overrides."""
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from core.signals import SignalSpec
+
 REAL_EVIDENCE_CAP = "real_evidence_cap"
+FORENSIC_REAL_CAP = "forensic_real_cap"
 KNOWN_CONTENT = "known_content"
+
+# Real-world cues that must agree before they cap a score: one cue can be a coincidence of one camera or one
+# encoder (the seed capped only on several agreeing cues, never on one).
+MIN_REAL_CUES = 2
 
 
 @dataclass(frozen=True)
@@ -18,9 +26,18 @@ class Override:
     reason: str
     before: float
     after: float
+    cues: tuple[str, ...] = ()  # the forensic real-world cues that fired (forensic_real_cap only)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cues", tuple(self.cues))  # read back from JSON as a list
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if self.cues:
+            out["cues"] = list(self.cues)
+        else:
+            del out["cues"]  # results stored before cues existed read the same
+        return out
 
 
 def feedback_weight(correct: int, n: int, lo: float = 0.3, hi: float = 2.2) -> float:
@@ -70,6 +87,31 @@ def real_evidence_cap(
         reason=f"all {len(voters)} reliable models score below {agree_below} ({scores}); P(fake) capped at {cap}",
         before=fused,
         after=cap,
+    )
+
+
+def forensic_real_cap(
+    fused: float,
+    values: Mapping[str, float],
+    catalogue: Sequence[SignalSpec],
+    cap: float = 0.40,
+    min_cues: int = MIN_REAL_CUES,
+) -> Override | None:
+    """Cap the fused P(fake) at ``cap`` when at least ``min_cues`` forensic signals of ``catalogue`` pass their
+    real-world cue (``SignalSpec.real_cue``; a NaN or absent value never does). The cues are recorded by name.
+    A fused score already at or below the cap is left alone.
+    """
+    if min_cues < 1:
+        raise ValueError(f"min_cues must be >= 1, got {min_cues}")
+    cues = tuple(s.name for s in catalogue if s.is_real_cue(values.get(s.name, math.nan)))
+    if len(cues) < min_cues or fused <= cap:
+        return None
+    return Override(
+        kind=FORENSIC_REAL_CAP,
+        reason=f"{len(cues)} forensic real-world cues agree ({', '.join(cues)}); P(fake) capped at {cap}",
+        before=fused,
+        after=cap,
+        cues=cues,
     )
 
 

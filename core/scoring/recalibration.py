@@ -8,7 +8,9 @@ Pure (numpy, and scikit-learn inside ``fit_stacker``): no database, no torch, no
 - per model, a feedback weight: how often the model's own decision (aggregated score > 0.5) agreed with
   the moderators, through ``override.feedback_weight``; models at or above ``reliable_accuracy`` are
   the "reliable" ones of the real-evidence cap;
-- the logistic-regression stacker over the calibrated scores (``fusion.fit_stacker``);
+- the logistic-regression stacker over the calibrated scores (``fusion.fit_stacker``), and over the forensic
+  signals that pass the feature-health checks on the training part (broken ones are left out and reported,
+  a broken ``required_signals`` one refuses the fit), with its feature importances in the metrics;
 - T_high so that at most ``target_fpr`` of the real training videos score above it, and T_low so that
   about ``uncertain_band`` of the training videos fall in [T_low, T_high].
 
@@ -38,22 +40,30 @@ from core.scoring.recalibration_steps import (
     model_decision_counts,
     score_jobs,
     select_models,
+    signal_matrix,
     smoothed_accuracy,
+    stacker_report,
     stratified_split,
+    usable_signals,
 )
 from core.scoring.recalibration_types import LabelledJob, NotEnoughLabels, Recalibration, Setup
 from core.scoring.verdict import CalibrationState, FusionSpec
+from core.signals import SIGNALS, SignalSpec
 from core.vocabulary import FUSION_METHODS
 
 _IDENTITY = IdentityCalibrator()
 
 
 def recalibrate(
-    jobs: Sequence[LabelledJob], current: Setup, config: RecalibrationConfig | None = None
+    jobs: Sequence[LabelledJob],
+    current: Setup,
+    config: RecalibrationConfig | None = None,
+    catalogue: Sequence[SignalSpec] = SIGNALS,
 ) -> Recalibration:
     """Fit a new calibration from labelled jobs and evaluate it against ``current`` on held-out jobs.
 
-    NotEnoughLabels when there are fewer than ``config.min_per_class`` REAL or FAKE jobs with scores.
+    NotEnoughLabels when there are fewer than ``config.min_per_class`` REAL or FAKE jobs with scores;
+    BrokenFeatures when a required signal is broken. ``catalogue``: the signals the stacker may use.
     """
     config = config or RecalibrationConfig()
     usable = [
@@ -62,6 +72,7 @@ def recalibrate(
             j.label,
             {m: float(s) for m, s in j.scores.items() if s is not None and math.isfinite(s)},
             j.tracks,
+            j.signals,
         )
         for j in jobs
     ]
@@ -113,9 +124,17 @@ def recalibrate(
             "held_out_ece_after": ece(y_held, apply_calibrator(calibrators[m], s_held), config.n_bins),
         }
 
-    # The stacker over calibrated scores (the fusion input), fitted whatever the method.
+    # The stacker over calibrated scores (the fusion input) and the healthy signals, fitted whatever the method.
     x_train = np.array([[calibrators[m].apply(j.scores[m]) for m in models] for j in train], dtype=np.float64)
-    stacker = fit_stacker(x_train, y_train, list(models))
+    signals, health = usable_signals(train, catalogue, config.max_signal_nan, config.required_signals)
+    stacker = fit_stacker(
+        x_train,
+        y_train,
+        list(models),
+        signal_values=signal_matrix(train, signals),
+        signal_names=signals,
+        mostly_nan_above=config.max_signal_nan,
+    )
     method = config.fusion_method or current.fusion.method
 
     def new_setup(which: str, t_low: float = 0.0, t_high: float = 1.0) -> Setup:
@@ -128,7 +147,7 @@ def recalibrate(
     after_by_method: dict[str, Any] = {}
     held_after: dict[str, list[float | None]] = {}
     for which in FUSION_METHODS:
-        fused_train = score_jobs(train, models, new_setup(which))
+        fused_train = score_jobs(train, models, new_setup(which), catalogue=catalogue)
         ok = [i for i, s in enumerate(fused_train) if s is not None]
         if not ok or min(class_counts([int(y_train[i]) for i in ok]).values()) == 0:
             continue
@@ -139,12 +158,12 @@ def recalibrate(
             config.uncertain_band,
         )
         by_method[which] = {"t_low": t_low, "t_high": t_high}
-        held_after[which] = score_jobs(held, models, new_setup(which, t_low, t_high))
+        held_after[which] = score_jobs(held, models, new_setup(which, t_low, t_high), catalogue=catalogue)
     if method not in by_method:
         raise ValueError(f"fusion method {method!r} could not score the training jobs")
 
     # Held-out evaluation: only jobs both setups could score, so before and after see the same videos.
-    before_scores = score_jobs(held, models, current)
+    before_scores = score_jobs(held, models, current, catalogue=catalogue)
     after_scores = held_after[method]
     both = [i for i in range(len(held)) if before_scores[i] is not None and after_scores[i] is not None]
     y_both = y_held[both]
@@ -185,6 +204,7 @@ def recalibrate(
         "better": better,
         "better_reasons": reasons,
         "per_model": per_model,
+        "stacker": stacker_report(stacker, x_train, models, health, catalogue),
         "after_by_method": after_by_method,
         "reliability": {
             "before": before_bins,

@@ -57,6 +57,10 @@ class RecalibrationConfig:
     weight_range: tuple[float, float] = (0.3, 2.2)
     real_cap: float = 0.40
     n_bins: int = 10
+    # Signals NaN in more of the training videos than this are left out of the stacker (feature health).
+    max_signal_nan: float = 0.5
+    # Signals the stacker must use: the fit is refused, naming them, when one is broken.
+    required_signals: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0.0 < self.target_fpr < 1.0:
@@ -78,10 +82,13 @@ class RecalibrationConfig:
             raise ValueError(f"real_cap must be in [0, 1], got {self.real_cap}")
         if self.n_bins < 1:
             raise ValueError(f"n_bins must be >= 1, got {self.n_bins}")
+        if not 0.0 <= self.max_signal_nan < 1.0:
+            raise ValueError(f"max_signal_nan must be in [0, 1), got {self.max_signal_nan}")
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["weight_range"] = list(self.weight_range)
+        out["required_signals"] = list(self.required_signals)
         return out
 
     def with_overrides(self, **overrides: Any) -> "RecalibrationConfig":

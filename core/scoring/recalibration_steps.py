@@ -1,5 +1,5 @@
-"""The steps of a recalibration: the train / held-out split, threshold choice, model selection, scoring a set of
-labelled jobs under a setup, and the before / after comparison. Pure numpy."""
+"""The steps of a recalibration: the train / held-out split, threshold choice, model selection, the signals fit to
+use, scoring a set of labelled jobs under a setup, and the before / after comparison. Pure numpy."""
 
 import math
 from collections.abc import Mapping, Sequence
@@ -9,9 +9,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from core.scoring.calibration import Calibrator
-from core.scoring.fusion import NotEnoughModels
+from core.scoring.feature_health import FeatureHealth, artefact_share, artefact_warning, check_features, require_healthy
+from core.scoring.fusion import NotEnoughModels, StackerParams, stacker_importances
 from core.scoring.recalibration_types import LabelledJob, Setup
 from core.scoring.verdict import FusionSpec, MemberSpec, score_video
+from core.signals import SIGNALS, SignalReport, SignalSpec
+
+FACE_MODELS = "face_models"  # the family the importances report the model columns under
 
 
 def stratified_split(
@@ -84,10 +88,15 @@ def smoothed_accuracy(correct: int, n: int) -> float:
 
 
 def score_jobs(
-    jobs: Sequence[LabelledJob], models: Sequence[str], setup: Setup, method: str | None = None
+    jobs: Sequence[LabelledJob],
+    models: Sequence[str],
+    setup: Setup,
+    method: str | None = None,
+    catalogue: Sequence[SignalSpec] = SIGNALS,
 ) -> list[float | None]:
     """Each job's fused P(fake) under ``setup`` (None when that setup cannot score it, e.g. a stacker
-    that needs a model the job lacks), through ``score_video`` exactly as the pipeline scores it."""
+    that needs a model the job lacks), through ``score_video`` exactly as the pipeline scores it, with the
+    job's signals when it has any."""
     members = [MemberSpec(m, "mean", float(setup.base_weights.get(m, 1.0))) for m in models]
     fusion = setup.fusion
     if method is not None and method != fusion.method:
@@ -99,11 +108,58 @@ def score_jobs(
     for job in jobs:
         tracks = [t for t in job.tracks if all(m in t for m in models)] or [job.scores]
         track_scores = {m: {tid: [float(t[m])] for tid, t in enumerate(tracks)} for m in models}
+        signals = SignalReport(job.signals) if job.signals else None
         try:
-            out.append(score_video(track_scores, members, fusion, setup.state).score)
+            out.append(
+                score_video(track_scores, members, fusion, setup.state, signals=signals, catalogue=catalogue).score
+            )
         except NotEnoughModels:
             out.append(None)
     return out
+
+
+def signal_matrix(jobs: Sequence[LabelledJob], names: Sequence[str]) -> NDArray[np.float64]:
+    """Rows × ``names`` of the jobs' signal values, NaN where not computed."""
+    rows = [[float(j.signals.get(name, math.nan)) for name in names] for j in jobs]
+    return np.array(rows, dtype=np.float64).reshape(len(jobs), len(names))
+
+
+def usable_signals(
+    train: Sequence[LabelledJob], catalogue: Sequence[SignalSpec], mostly_nan_above: float, required: Sequence[str]
+) -> tuple[list[str], FeatureHealth | None]:
+    """The catalogue's signals healthy enough to fit on, and the health report (None when no training job has a
+    signal and none is required). BrokenFeatures when a required one is broken or not in the data."""
+    names = [s.name for s in catalogue]
+    if not required and not any(math.isfinite(v) for j in train for v in j.signals.values()):
+        return [], None
+    expected = [*names, *(name for name in required if name not in names)]
+    health = check_features(signal_matrix(train, names), names, expected, mostly_nan_above)
+    require_healthy(health, required)
+    return [name for name in health.usable if name in names], health
+
+
+def stacker_report(
+    params: StackerParams,
+    x_train: NDArray[np.floating],
+    models: Sequence[str],
+    health: FeatureHealth | None,
+    catalogue: Sequence[SignalSpec],
+) -> dict[str, Any]:
+    """For the version's metrics: the stacker's feature importances (per training std), the share the artefact
+    family carries with its warning, and the signals' feature health."""
+    importances = stacker_importances(params, x_train, models)
+    families = dict.fromkeys(models, FACE_MODELS)
+    if params.signals is not None:
+        family = {s.name: s.family for s in catalogue}
+        families.update({col: family.get(params.signals.source(col), "") for col in params.signals.columns()})
+    warning = artefact_warning(importances, families)
+    return {
+        "importances": importances,
+        "artefact_share": artefact_share(importances, families),
+        "warnings": [] if warning is None else [warning],
+        "signals_used": [] if params.signals is None else list(params.signals.names),
+        "signal_health": None if health is None else health.to_dict(),
+    }
 
 
 def apply_calibrator(calibrator: Calibrator, scores: Sequence[float]) -> NDArray[np.float64]:

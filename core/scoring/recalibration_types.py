@@ -37,12 +37,14 @@ class NotEnoughLabels(ValueError):
 @dataclass(frozen=True)
 class LabelledJob:
     """One labelled video. ``scores``: per-model aggregated P(fake) of the worst track (what the result
-    stores per model); ``tracks``: every track's per-model aggregated scores, when known."""
+    stores per model); ``tracks``: every track's per-model aggregated scores, when known; ``signals``: its
+    forensic signal values (NaN or absent: not computed)."""
 
     job_id: str
     label: int  # 1 = FAKE, 0 = REAL
     scores: Mapping[str, float]
     tracks: Sequence[Mapping[str, float]] = ()
+    signals: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.label not in (0, 1):

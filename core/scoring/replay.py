@@ -17,6 +17,7 @@ from core.results import read_overrides, read_per_model, read_tracks
 from core.scoring.override import KNOWN_CONTENT
 from core.scoring.recalibration_types import VersionSpec
 from core.scoring.verdict import FusionSpec, MemberSpec, score_video
+from core.signals import SignalReport
 from core.vocabulary import FUSION_METHODS
 
 
@@ -42,11 +43,13 @@ class StoredModel:
 @dataclass(frozen=True)
 class StoredScores:
     """What recalibration and replay read from a stored result: per-model entries, each track's per-model
-    aggregated scores by track id, and the label a known-content override applied (if any)."""
+    aggregated scores by track id, the label a known-content override applied (if any) and its forensic
+    signals (None: stored without them)."""
 
     per_model: Mapping[str, StoredModel] = field(default_factory=dict)
     tracks: Mapping[int, Mapping[str, float]] = field(default_factory=dict)
     known_label: str | None = None
+    signals: SignalReport | None = None
 
     def working_scores(self) -> dict[str, float]:
         """Aggregated scores of the models that did not fail."""
@@ -59,7 +62,10 @@ class StoredScores:
 
 
 def stored_scores(
-    per_model: Mapping[str, Any] | None, tracks: Mapping[str, Any] | None, overrides: Mapping[str, Any] | None
+    per_model: Mapping[str, Any] | None,
+    tracks: Mapping[str, Any] | None,
+    overrides: Mapping[str, Any] | None,
+    signals: Mapping[str, Any] | None = None,
 ) -> StoredScores:
     """A stored result's scores as replay and recalibration use them, read through core.results (the one reader
     of the result columns)."""
@@ -71,7 +77,7 @@ def stored_scores(
     known = next(
         ("FAKE" if o.after == 1.0 else "REAL" for o in read_overrides(overrides) if o.kind == KNOWN_CONTENT), None
     )
-    return StoredScores(models, by_id, known)
+    return StoredScores(models, by_id, known, SignalReport.from_json(signals))
 
 
 @dataclass(frozen=True)
@@ -186,7 +192,9 @@ def replay_scores(
         state = None if target.spec is None else target.spec.state
         fusion = _other_method(target.spec, pack.fusion, method)
     try:
-        scored = score_video(track_scores, members, fusion, state, failed, stored.scores.known_label).to_dict()
+        scored = score_video(
+            track_scores, members, fusion, state, failed, stored.scores.known_label, signals=stored.scores.signals
+        ).to_dict()
     except ValueError as exc:  # NotEnoughModels included
         raise ReplayError(f"cannot replay job {job_id}: {exc}") from exc
     scored["calibration_version"] = target.name

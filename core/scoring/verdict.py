@@ -2,8 +2,10 @@
 
 Per face track: each working model's frames are aggregated (the member's aggregator), calibrated,
 and fused with weight = member weight × feedback multiplier; then the real-evidence cap. A video is
-fake if any person in it is, so its score is its most-fake track's. Then the known-content
-override, then the three-way decision.
+fake if any person in it is, so its score is its most-fake track's. Then the forensic real-evidence
+cap (several real-world cues among the signals), the known-content override, and the three-way
+decision. The forensic signals enter a stacker fitted with them; otherwise their rule-based reading
+rides beside the verdict (``VideoScore.signals``) without changing it.
 """
 
 import math
@@ -18,8 +20,10 @@ from numpy.typing import NDArray
 from core.scoring.aggregation import aggregate, parse_aggregator
 from core.scoring.calibration import Calibrator, IdentityCalibrator, calibrator_from_dict
 from core.scoring.decision import decide
-from core.scoring.fusion import NotEnoughModels, fuse
-from core.scoring.override import Override, known_content_override, real_evidence_cap
+from core.scoring.fusion import NotEnoughModels, fuse, uses_signals
+from core.scoring.override import Override, forensic_real_cap, known_content_override, real_evidence_cap
+from core.scoring.signal_rules import rule_score
+from core.signals import SIGNALS, SignalReading, SignalReport, SignalSpec
 from core.vocabulary import FUSION_METHODS, Verdict
 
 FrameScores = Sequence[float] | NDArray[np.floating]
@@ -155,10 +159,11 @@ class VideoScore:
     per_track: Mapping[int, TrackScore]
     overrides: tuple[Override, ...]
     calibration_version: str | None
+    signals: SignalReading | None = None  # the signals' rule-based reading, when given and not fused
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form; track ids become strings, as JSON object keys must be."""
-        return {
+        out = {
             "verdict": self.verdict.value,
             "score": self.score,
             "raw_fused": self.raw_fused,
@@ -170,6 +175,9 @@ class VideoScore:
             "overrides": [o.to_dict() for o in self.overrides],
             "calibration_version": self.calibration_version,
         }
+        if self.signals is not None:
+            out["signals"] = self.signals.to_json()
+        return out
 
 
 @dataclass(frozen=True)
@@ -216,6 +224,7 @@ def _score_track(
     weights: Mapping[str, float],
     fusion: FusionSpec,
     calibration: CalibrationState | None,
+    signals: Mapping[str, float] | None,
 ) -> _Track:
     frames: dict[str, int] = {}
     aggregated: dict[str, float] = {}
@@ -228,7 +237,7 @@ def _score_track(
         frames[member.name] = len(scores)
         aggregated[member.name] = aggregate(scores, member.aggregator)
         calibrated[member.name] = calibrator.apply(aggregated[member.name])
-    raw = fuse(fusion.method, calibrated, weights, fusion.params, fusion.min_models)
+    raw = fuse(fusion.method, calibrated, weights, fusion.params, fusion.min_models, signals)
     cap = None
     if calibration is not None:
         cap = real_evidence_cap(raw, calibrated, calibration.reliable_models, cap=calibration.real_cap)
@@ -242,8 +251,15 @@ def score_video(
     calibration: CalibrationState | None = None,
     failed_models: Mapping[str, str] = _NO_FAILURES,
     known_label: str | None = None,
+    signals: SignalReport | None = None,
+    catalogue: Sequence[SignalSpec] = SIGNALS,
 ) -> VideoScore:
     """Score one video from ``track_scores[model][track_id]`` = that model's per-frame P(fake).
+
+    ``signals``: the video's forensic signals (``catalogue`` says what each means). A stacker fitted with
+    them uses them; with any other fusion their rule-based reading is returned beside the verdict
+    (``VideoScore.signals``). Either way, at least ``override.MIN_REAL_CUES`` real-world cues among them
+    cap the score at the calibration's real cap (0.40 without a calibration).
 
     ``failed_models`` maps a member that errored to its error; it is reported and left out of
     fusion. NotEnoughModels if fewer than ``fusion.min_models`` members work. ValueError when there
@@ -256,12 +272,22 @@ def score_video(
 
     feedback = {} if calibration is None else calibration.feedback_weights
     weights = {m.name: m.weight * feedback.get(m.name, 1.0) for m in members}
-    tracks = [_score_track(tid, track_scores, working, weights, fusion, calibration) for tid in track_ids]
+    values = None if signals is None else signals.values
+    tracks = [_score_track(tid, track_scores, working, weights, fusion, calibration, values) for tid in track_ids]
     # max() keeps the first of equal scores, so ties go to the lowest track id.
     worst = max(tracks, key=lambda t: t.score)
 
     overrides = [] if worst.cap is None else [worst.cap]
     score = worst.score
+    fused_signals = fusion.method == "stacker" and uses_signals(fusion.params)
+    signal_score = None if values is None or fused_signals else rule_score(values, catalogue)
+    if values is not None:
+        # The signals describe the whole video, so their cap acts on its score, after the most-fake track.
+        real_cap = CalibrationState.real_cap if calibration is None else calibration.real_cap
+        forensic = forensic_real_cap(score, values, catalogue, cap=real_cap)
+        if forensic is not None:
+            overrides.append(forensic)
+            score = forensic.after
     known = known_content_override(known_label, score)
     if known is None:
         verdict = decide(score, fusion.t_low, fusion.t_high)
@@ -299,4 +325,5 @@ def score_video(
         per_track=per_track,
         overrides=tuple(overrides),
         calibration_version=None if calibration is None else calibration.version,
+        signals=signal_score,
     )

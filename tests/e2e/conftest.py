@@ -1,5 +1,5 @@
-"""The running stack for end-to-end tests: gunicorn API + a real Celery worker process (with beat) on real
-Postgres, Redis and an S3 server, plus a local webhook receiver and helpers to drive it over HTTP."""
+"""The running stack for end-to-end tests: gunicorn API + a real Celery worker process (with beat) + a live-stream
+worker on real Postgres, Redis and an S3 server, plus a local webhook receiver and helpers to drive it over HTTP."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ class Stack:
     receiver: WebhookReceiver
     secret: str
     logs: Path
+    processes: processes.Stack
+    env: dict[str, str]  # the stack's environment, for extra processes a test starts
 
 
 @pytest.fixture(scope="session")
@@ -35,10 +37,13 @@ def stack(services: Services, keys: Keys, tmp_path_factory: pytest.TempPathFacto
     logs = tmp_path_factory.mktemp("e2e-logs")
     # Sources served on loopback by the tests: the API's and the worker's source guard relaxed, as for webhooks.
     env = {**os.environ, **services.env, "PYTHONUNBUFFERED": "1", "VERITY_SOURCE_ALLOW_PRIVATE": "1"}
+    # A killed stream worker's sessions are taken over within seconds (tests/e2e/test_streams_e2e.py).
+    env["VERITY_STREAM_TAKEOVER_S"] = "3"
     port = free_port()
     # One worker on both queues with beat inside, on the production prefork pool (the demo runs solo).
     worker = processes.worker_service("worker", "gpu,io", "-c", "1", beat=True)
-    procs = processes.Stack([processes.api_service(f"127.0.0.1:{port}"), worker], env=env, log_dir=logs)
+    services_ = [processes.api_service(f"127.0.0.1:{port}"), worker, processes.stream_worker_service()]
+    procs = processes.Stack(services_, env=env, log_dir=logs)
     receiver = WebhookReceiver()
     base = f"http://127.0.0.1:{port}"
     try:
@@ -46,7 +51,7 @@ def stack(services: Services, keys: Keys, tmp_path_factory: pytest.TempPathFacto
             procs.wait_ready(base)
         except RuntimeError as exc:
             raise AssertionError(f"{exc}\n{(logs / 'api.log').read_text()[-3000:]}") from exc
-        yield Stack(base, receiver, services.env["VERITY_WEBHOOK_SECRET"], logs)
+        yield Stack(base, receiver, services.env["VERITY_WEBHOOK_SECRET"], logs, procs, env)
     finally:
         procs.stop()
         receiver.close()

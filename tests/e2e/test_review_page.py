@@ -193,3 +193,37 @@ def test_live_metrics_readiness_and_json_logs(stack: Stack, finished_job: dict[s
     for log in ("api.log", "worker.log"):
         lines = [json.loads(x) for x in (stack.logs / log).read_text().splitlines() if x.startswith("{")]
         assert any(x.get("job_id") == job_id for x in lines), f"no JSON line with job_id in {log}"
+
+
+def test_heatmaps_show_on_the_review_page(stack: Stack, keys: Keys, browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    clip = shared_file(FACE_CLIP)
+    job = submit(stack, keys.submitter, clip, name=clip.name, max_frames="4", explain="true")
+    assert wait_terminal(stack, keys.submitter, job["id"])["status"] == "SUCCEEDED"
+    url = f"{stack.base}/v1/jobs/{job['id']}/heatmaps"
+    heatmaps = requests.get(url, headers=bearer(keys.submitter), timeout=10).json()["heatmaps"]
+    assert heatmaps and all(h["url"] for h in heatmaps)
+
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.on("response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    page.goto(f"{stack.base}/review")
+    page.fill("#key", keys.moderator)
+    page.click("#sign-in-form button[type=submit]")
+    expect(page.locator("#content")).to_be_visible()
+    page.goto(f"{stack.base}/review/jobs/{job['id']}")
+    expect(page.locator("#heatmaps-card")).to_be_visible()
+    images = page.locator("#heatmaps .heatmap-img")
+    expect(images).to_have_count(len(heatmaps))
+    loaded = "imgs => imgs.every((img) => img.naturalWidth > 0)"
+    wait_until(lambda: bool(images.evaluate_all(loaded)), "every heatmap PNG")
+    expect(page.locator("#heatmaps figcaption").first).to_contain_text(heatmaps[0]["member"])
+    page.locator("#heatmaps-card").scroll_into_view_if_needed()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shot = SCREENSHOTS / "review-heatmaps.png"
+    page.screenshot(path=str(shot), full_page=True)
+    page.close()
+    assert not problems, problems
+    print(f"\nheatmaps screenshot: {shot}")

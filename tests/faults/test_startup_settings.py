@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from core.env import SettingsError
 from core.queue import check_celery_conf, make_celery, soft_time_limit_s
-from core.settings import SettingsError, load_settings
+from core.settings import load_settings
 from tests.conftest import REPO
 from tests.faults.conftest import FaultRow, scenario
 from tests.support.services import PrivateRedis, free_port, wait_until

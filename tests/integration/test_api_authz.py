@@ -22,7 +22,10 @@ SIGNED_URL_ENDPOINTS = {"presigned.put_content"}
 # Key-or-signed-URL routes whose role check sits in a helper rather than on the view.
 ROLE_OVERRIDES = {"review.video": Role.SUBMITTER}
 # A valid body, so the tenant check (404) is what answers rather than body validation (400).
-BODIES = {"feedback.post_feedback": {"label": "FAKE"}}
+BODIES = {
+    "feedback.post_feedback": {"label": "FAKE"},
+    "streams.post_frames": {"frames": [{"t": 0, "image": "/9j/4A=="}]},
+}
 BELOW = {Role.MODERATOR: "submitter", Role.ADMIN: "moderator"}
 
 
@@ -54,7 +57,7 @@ def required_role(app: Flask, endpoint: str) -> Role | None:
 
 def routes(app: Flask, job_id: str) -> list[tuple[str, str, str]]:
     """(endpoint, method, url) for every route, path parameters filled with acme's job and made-up ids."""
-    values = {"version": "v-none", "job_id": job_id} | {
+    values = {"version": "v-none", "job_id": job_id, "n": "0"} | {
         name: str(uuid.uuid4()) for name in ("delivery_id", "batch_id", "upload_id")
     }
     found = []

@@ -303,7 +303,8 @@ def path_values(client: FlaskClient, keys: Keys) -> dict[str, str]:
     made = client.post("/v1/batches", data=batch.body, content_type=batch.content_type, headers=bearer(keys.admin))
     assert made.status_code == 202, made.json
     ids = {"job_id": body(response)["id"], "batch_id": body(made)["id"]}
-    return {**ids, "delivery_id": str(uuid.uuid4()), "upload_id": str(uuid.uuid4()), "version": "v-none"}
+    others = {"delivery_id": str(uuid.uuid4()), "upload_id": str(uuid.uuid4()), "version": "v-none", "n": "0"}
+    return {**ids, **others}
 
 
 def _url(op: Operation, values: dict[str, str], attack: Attack) -> str:

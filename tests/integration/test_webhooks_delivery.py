@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from core.settings import Settings, SettingsError
+from core.env import SettingsError
+from core.settings import Settings
 from tests.conftest import Keys, Services, bearer, delivery_row, insert_delivery
 from tests.support.webhook_receiver import Canary, Receiver, Reply
 

@@ -11,10 +11,11 @@ import av.video.stream
 import numpy as np
 import pytest
 
+from core.env import SettingsError
 from core.media.decode import read_frames
 from core.media.errors import MediaError
 from core.media.probe import Limits, VideoInfo, check_limits, probe_video
-from core.settings import DEFAULT_ACCEPTED_CODECS, SettingsError, load_settings, parse_codecs
+from core.settings import DEFAULT_ACCEPTED_CODECS, load_settings, parse_codecs
 from tests.support.videos import AVI_ENCODERS, h264_mp4_declaring, write_avi, write_video
 
 TESTDATA = Path(__file__).resolve().parents[2].parent / "shared" / "testdata"

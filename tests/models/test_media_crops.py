@@ -29,7 +29,8 @@ from tests.conftest import TESTDATA, shared_file
 from workers.media import crops as crops_module
 from workers.media.crops import Box, cut_crop, cut_crops
 from workers.media.faces import Face
-from workers.pipeline import _Detection, member_crops, member_preprocessing
+from workers.members import member_preprocessing
+from workers.pipeline import _Detection, member_crops
 
 INTEROP = TESTDATA.parent / "interop" / "inputs"
 INTEROP_SIZES = (224, 256, 299, 380)

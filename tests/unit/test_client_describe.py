@@ -40,6 +40,7 @@ RESULT: ResultJson = {
     },
     "overrides": [],
     "media": "video",
+    "signals": None,
     "video": None,
     "timings": {"total": 1.0},
     "model_pack": "seed-deepfakebench@2026.11-1",

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from core.settings import SettingsError, load_settings
+from core.env import SettingsError
+from core.settings import load_settings
 from db.apikeys import KeyCache, Principal
 
 ALICE = Principal(id=1, name="alice", tenant="acme", role="submitter", prefix="a" * 12)

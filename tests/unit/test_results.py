@@ -97,6 +97,7 @@ def test_webhook_body() -> None:
         "model_pack": "seed@1",
         "test_pack": False,
         "calibration_version": "v3",
+        "scope": None,
         "result_url": f"/v1/jobs/{job_id}/result",
     }
 
@@ -111,7 +112,11 @@ def test_api_view_renames_only_what_the_api_always_called_otherwise() -> None:
     assert view["verdict"] == "FAKE" and "error" not in view["models"]["meso"]
     # The `video` column also holds the media kind, which the view shows at the top.
     assert columns["video"] == {**view["video"], "media": view["media"]} and view["media"] == "video"
-    same = set(columns) - {"per_model", "overrides", "t_low", "t_high", "video"}
+    # `signals` is NOT NULL in the row: {} there, null in the view, when none were computed.
+    assert columns["signals"] == {} and view["signals"] is None
+    # `heatmaps` are listed by GET /v1/jobs/<id>/heatmaps (with their URLs), not in the result view.
+    assert columns["heatmaps"] == [] and "heatmaps" not in view
+    same = set(columns) - {"per_model", "overrides", "t_low", "t_high", "video", "signals", "heatmaps"}
     assert {k: view[k] for k in same} == {k: columns[k] for k in same}
 
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from core.settings import SettingsError, load_settings
+from core.env import SettingsError
+from core.settings import load_settings
 
 
 @pytest.mark.parametrize(("limit", "lease", "visibility"), [(900, 900, 1800), (900, 1200, 1000), (2000, 1200, 1800)])

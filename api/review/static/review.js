@@ -209,6 +209,8 @@
       el("div", { class: "verdict-line" }, verdictBadge(result.verdict), el("span", { class: "score", text: fmt(result.score) })),
       el("p", { class: "muted small", text: `fused by ${result.method}; raw ${fmt(result.raw_score)}` }),
     );
+    const scope = result.signals && result.signals.scope;
+    if (scope) target.append(el("p", { class: "small", text: `Outside what the pack can judge: ${scope.replaceAll("_", " ")}.` }));
     const { t_low: low, t_high: high } = result.thresholds;
     if (low === null || high === null) return;
     $("scale").hidden = false;
@@ -283,7 +285,7 @@
   }
 
   function suggestedCategory(verdict, label) {
-    if (label === "UNKNOWN" || verdict === "UNCERTAIN" || verdict === "NO_FACE") return "OTHER";
+    if (label === "UNKNOWN" || verdict === "UNCERTAIN" || verdict === "NO_FACE" || verdict === "NOT_APPLICABLE") return "OTHER";
     if (verdict === label) return "CONFIRMATION";
     return label === "REAL" ? "FALSE_POSITIVE" : "FALSE_NEGATIVE";
   }
@@ -297,6 +299,30 @@
       $(`${id}-note`).hidden = false;
       $(`${id}-note`).textContent = `No ${what}: ${error.message}`;
     }
+  }
+
+  // Heatmaps of an explain=true job: each PNG holds the model's crop and, beside it, the heatmap blended in.
+  async function loadHeatmaps(jobId) {
+    let heatmaps;
+    try {
+      ({ heatmaps } = await json(`/v1/jobs/${jobId}/heatmaps`));
+    } catch (_) {
+      return; /* the result is not there yet; the card stays hidden */
+    }
+    if (!heatmaps.length) return;
+    $("heatmaps-card").hidden = false;
+    const figures = heatmaps.map((h) => {
+      const what = `${h.member} · frame ${h.frame_index} (${fmt(h.timestamp_s, 2)} s) · track #${h.track_id} · P(fake) ${fmt(h.score)}`;
+      if (!h.url) return el("figure", { class: "heatmap" }, el("figcaption", { text: `${what} · not explained: ${h.error}` }));
+      const img = el("img", { class: "heatmap-img", alt: `${h.member}: crop and heatmap, frame ${h.frame_index}` });
+      return el("figure", { class: "heatmap" }, img, el("figcaption", { text: `${what} · ${h.method}` }));
+    });
+    $("heatmaps").replaceChildren(...figures);
+    await Promise.all(
+      heatmaps.map(async (h, i) => {
+        if (h.url) figures[i].querySelector("img").src = URL.createObjectURL(await (await api(h.url)).blob());
+      }),
+    );
   }
 
   function noFrames() {
@@ -337,6 +363,19 @@
 
   async function loadMedia(jobId, result, job) {
     const video = $("video");
+    if (job.params.sampling === "stream") {
+      // A live stream keeps no video: its frames were scored as they came (see "Stream decisions").
+      video.hidden = true;
+      $("video-note").hidden = false;
+      $("video-note").textContent = "A live stream: its frames were scored as they came, and no video is stored.";
+      if (result && !$("timeline").getAttribute("src")) {
+        $("frames").hidden = true;
+        $("frames-note").hidden = false;
+        $("frames-note").textContent = "A live stream keeps no frames: the per-frame timeline shows their scores.";
+        await loadImage(`/v1/jobs/${jobId}/timeline.png`, "timeline", "timeline");
+      }
+      return;
+    }
     if ((job.content_type || "").startsWith("image/")) {
       await loadStill(jobId, result);
     } else if (!video.getAttribute("src")) {
@@ -356,7 +395,46 @@
     await Promise.all([
       loadImage(`/v1/jobs/${jobId}/timeline.png`, "timeline", "timeline"),
       result.faces_found ? loadImage(`/v1/jobs/${jobId}/frames.jpg`, "frames", "frames") : noFrames(),
+      loadHeatmaps(jobId),
     ]);
+  }
+
+  // A live stream's decision over time: its score per scored frame (P(fake) on a logit axis, where the thresholds
+  // near 1 stay apart), t_low and t_high, and a mark with the new verdict at each decision change.
+  function renderStream(stream) {
+    if (!stream || !stream.frames.length) return;
+    $("stream-card").hidden = false;
+    const svg = $("stream-timeline");
+    const ns = "http://www.w3.org/2000/svg";
+    const shape = (tag, attrs, text) => {
+      const node = document.createElementNS(ns, tag);
+      for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, String(value));
+      if (text) node.textContent = text;
+      svg.append(node);
+    };
+    const logit = (p) => Math.log(Math.min(Math.max(p, 1e-6), 1 - 1e-6) / (1 - Math.min(Math.max(p, 1e-6), 1 - 1e-6)));
+    const scored = stream.frames.filter((f) => f.score !== null);
+    const values = [...scored.map((f) => logit(f.score)), ...[stream.t_low, stream.t_high].filter((t) => t !== null).map(logit)];
+    const lo = Math.min(...values, 0) - 0.5, hi = Math.max(...values, 0) + 0.5;
+    const t0 = stream.frames[0].t, t1 = Math.max(stream.frames[stream.frames.length - 1].t, t0 + 1);
+    const x = (t) => 40 + ((t - t0) / (t1 - t0)) * 550;
+    const y = (p) => 190 - ((logit(p) - lo) / (hi - lo)) * 180;
+    svg.replaceChildren();
+    for (const [name, t] of [["t_low", stream.t_low], ["t_high", stream.t_high]]) {
+      if (t === null) continue;
+      shape("line", { x1: 40, x2: 590, y1: y(t), y2: y(t), class: `threshold ${name}` });
+      shape("text", { x: 2, y: y(t) + 4, class: "axis" }, name);
+    }
+    if (scored.length) {
+      shape("polyline", { points: scored.map((f) => `${x(f.t)},${y(f.score)}`).join(" "), class: "score" });
+    }
+    const changes = stream.frames.filter((f) => f.changed);
+    for (const f of changes) {
+      shape("circle", { cx: x(f.t), cy: y(f.score ?? 0.5), r: 5, class: `change ${(f.verdict || "").toLowerCase()}` });
+    }
+    $("stream-changes").replaceChildren(
+      ...changes.map((f) => el("li", { text: `t=${f.t.toFixed(1)} s (frame ${f.seq}): ${f.verdict} · score ${f.score}` })),
+    );
   }
 
   async function loadJob() {
@@ -369,6 +447,7 @@
     renderTracks(result);
     renderOverrides(result);
     renderHistory(feedback);
+    renderStream(data.stream);
     const form = $("feedback-form");
     for (const button of form.querySelectorAll("button")) button.disabled = job.status !== "SUCCEEDED";
     if (job.status !== "SUCCEEDED") $("feedback-status").textContent = "Labels can be given once the job has succeeded.";
