@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from core.scoring.recalibration_types import VersionSpec
 from core.scoring.verdict import CalibrationState, FusionSpec
-from db.calibrations import active_version, sql_store
+from core.streams.thresholds import stored_per_frame_thresholds
+from db.calibrations import sql_store, version_spec
 
 ACTIVE_CACHE_S = 5.0  # the worker re-reads the active version at most this often
 
@@ -24,6 +26,8 @@ class ActiveCalibration:
 
     version: str
     spec: VersionSpec
+    # Option B's fitted (t_low, t_high) by averaging ("mean", "ema"), for live streams (core/streams/thresholds.py).
+    per_frame: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def state(self) -> CalibrationState:
@@ -51,8 +55,12 @@ def active(max_age_s: float = ACTIVE_CACHE_S) -> ActiveCalibration | None:
         if _cache is not None and now - _cache[0] < max_age_s:
             return _cache[1]
     with sql_store() as store:
-        current = active_version(store)
-    value = None if current is None else ActiveCalibration(*current)
+        row = store.active()
+        value = (
+            None
+            if row is None
+            else ActiveCalibration(row.version, version_spec(row), stored_per_frame_thresholds(row.thresholds))
+        )
     with _cache_lock:
         _cache = (now, value)
     return value

@@ -233,6 +233,8 @@ def cancel_job(repo: Repository, tenant: str, job_id: uuid.UUID) -> Job:
         job.stage = Stage.CANCELLED
         job.finished_at = datetime.now(UTC)
         repo.settle_batch(job.id)  # its batch.completed, if it was the last open item, goes out through the relay
+    elif job.status == JobStatus.STREAMING:
+        raise Conflict("STREAM_OPEN", f"job {job.id} is an open live stream: close it with DELETE /v1/streams/{job.id}")
     elif job.status != JobStatus.CANCELLED:
         raise Conflict("JOB_FINISHED", f"the job already finished with status {job.status}")
     return job

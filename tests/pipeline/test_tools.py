@@ -168,8 +168,9 @@ def test_summary_leaves_no_face_out_of_auc_and_rates() -> None:
     # Pairs (fake, real): 0.9>0.1, 0.9>0.7, 0.5>0.1, 0.5<0.7 → 3 of 4.
     assert s["auc"] == pytest.approx(0.75) and s["auc_per_model"]["m"] == pytest.approx(0.75)
     assert (s["clips"], s["scored"], s["no_face"], s["errors"]) == (6, 4, 1, 1)
-    assert s["confusion"]["FAKE"] == {"REAL": 0, "UNCERTAIN": 1, "FAKE": 1, "NO_FACE": 1, "ERROR": 0}
-    assert s["confusion"]["REAL"] == {"REAL": 1, "UNCERTAIN": 0, "FAKE": 1, "NO_FACE": 0, "ERROR": 1}
+    none = {"NOT_APPLICABLE": 0}
+    assert s["confusion"]["FAKE"] == {"REAL": 0, "UNCERTAIN": 1, "FAKE": 1, "NO_FACE": 1, **none, "ERROR": 0}
+    assert s["confusion"]["REAL"] == {"REAL": 1, "UNCERTAIN": 0, "FAKE": 1, "NO_FACE": 0, **none, "ERROR": 1}
     assert (s["tpr"], s["fpr"], s["uncertain_rate"]) == (0.5, 0.5, 0.25)
 
 

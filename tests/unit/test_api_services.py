@@ -312,6 +312,17 @@ def test_a_finished_job_cannot_be_cancelled(world: World, status: JobStatus) -> 
     assert refused.value.code == "JOB_FINISHED" and job.status == status.value
 
 
+def test_an_open_stream_is_closed_through_its_stream_not_cancelled(world: World) -> None:
+    job = stored_job(JobStatus.STREAMING)
+    world.repo.jobs[job.id] = job
+
+    with pytest.raises(Conflict) as refused:
+        cancel_job(world.repo, "acme", job.id)
+
+    assert refused.value.code == "STREAM_OPEN" and f"DELETE /v1/streams/{job.id}" in refused.value.message
+    assert job.status == JobStatus.STREAMING.value
+
+
 def test_another_tenants_job_is_not_found(world: World) -> None:
     job = stored_job(JobStatus.SUCCEEDED, tenant="globex")
     world.repo.jobs[job.id] = job

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import uuid
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from core import payloads
 from core.results import Box, FrameRow, JobResult, Tracks
@@ -38,6 +39,8 @@ class Ensemble:
     calibration: CalibrationState
     model_pack: str
     test_pack: bool
+    # The active version's fitted Option B thresholds by averaging: used when a per_frame strategy names none.
+    per_frame: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
 
 class HeldSession:
@@ -46,7 +49,13 @@ class HeldSession:
         self.strategy = strategy
         self.updates = updates
         self.ensemble = ensemble
-        self.decider = RollingDecider(strategy, ensemble.members, ensemble.fusion, ensemble.calibration)
+        self.decider = RollingDecider(
+            strategy,
+            ensemble.members,
+            ensemble.fusion,
+            ensemble.calibration,
+            ensemble.per_frame.get(strategy.averaging.value),
+        )
         self.last: StreamDecision | None = None
         self.last_seq = 0
         self.faces_found = 0

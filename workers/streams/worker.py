@@ -77,6 +77,7 @@ class StreamWorker:
             IDENTITY if current is None else current.state,
             f"{pack.manifest.name}@{pack.manifest.version}",
             pack.manifest.test_pack,
+            {} if current is None else current.per_frame,
         )
 
     # -- holding sessions ------------------------------------------------------------------------------------
