@@ -108,7 +108,6 @@ class SignalsView(BaseModel):
         "faces_too_small; null when it can."
     )
     reading: SignalReadingView | None = Field(
-        default=None,
         description="The signals' rule-based reading, while no calibration fused them; the only answer of a "
         "NO_FACE video.",
     )

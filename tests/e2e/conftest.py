@@ -32,7 +32,9 @@ class Stack:
     env: dict[str, str]  # the stack's environment, for extra processes a test starts
 
 
-@pytest.fixture(scope="session")
+# Package scope: the stack stops after the last e2e test, so its beat (the reaper) and its stream worker never act
+# on the rows and streams the later tiers make in the same database and Redis without a worker.
+@pytest.fixture(scope="package")
 def stack(services: Services, keys: Keys, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     logs = tmp_path_factory.mktemp("e2e-logs")
     # Sources served on loopback by the tests: the API's and the worker's source guard relaxed, as for webhooks.
@@ -99,3 +101,14 @@ def hooks_for(stack: Stack, job_id: str, wait_s: float = 30, about: str = "job_i
             return received()
         time.sleep(0.2)
     return []
+
+
+def _ready(log: Path) -> bool:
+    return log.exists() and "ready." in log.read_text(errors="replace")
+
+
+def wait_ready(logs: Path, *names: str, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not all(_ready(logs / f"{name}.log") for name in names):
+        assert time.monotonic() < deadline, f"stream workers {names} did not start"
+        time.sleep(0.5)

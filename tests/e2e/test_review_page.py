@@ -18,9 +18,12 @@ import pytest
 import requests
 from sqlalchemy import select
 
+from client.api import VerityClient
+from client.stream_cli import video_frames
+from client.streams import open_stream
 from db.heartbeat import HEARTBEAT_INTERVAL_S
 from tests.conftest import REPO, Keys, bearer, shared_file
-from tests.e2e.conftest import Stack, submit, wait_terminal
+from tests.e2e.conftest import Stack, submit, wait_ready, wait_terminal
 from tests.support.images import FACE_CLIP, first_frame, save_still
 
 pytestmark = pytest.mark.e2e
@@ -227,3 +230,40 @@ def test_heatmaps_show_on_the_review_page(stack: Stack, keys: Keys, browser: Any
     page.close()
     assert not problems, problems
     print(f"\nheatmaps screenshot: {shot}")
+
+
+def test_a_stream_shows_its_decision_timeline(stack: Stack, keys: Keys, browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    wait_ready(stack.logs, "streams")
+    frames = list(video_frames(str(shared_file("videos/real/ffpp_004.mp4")), 2.0, 8))
+    with VerityClient(stack.base, keys.submitter, timeout=60) as client:
+        stream = open_stream(client, {"kind": "per_frame", "window": 4, "min_frames": 2})
+        for start in range(0, len(frames), 2):
+            stream.post_frames(frames[start : start + 2])
+        wait_until(lambda: stream.refresh()["frames"]["scored"] == len(frames), "every frame scored", 180)
+        closed = stream.close()
+    assert closed["status"] == "closed" and closed["decision"]["changes"] >= 1
+
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.on("response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    page.goto(f"{stack.base}/review")
+    page.fill("#key", keys.moderator)
+    page.click("#sign-in-form button[type=submit]")
+    expect(page.locator("#content")).to_be_visible()
+    page.goto(f"{stack.base}/review/jobs/{stream.id}")
+    expect(page.locator("#stream-card")).to_be_visible()
+    # The score line, both thresholds, and one marker and one list entry per decision change.
+    expect(page.locator("#stream-timeline polyline.score")).to_have_count(1)
+    expect(page.locator("#stream-timeline line.threshold")).to_have_count(2)
+    expect(page.locator("#stream-timeline circle.change")).to_have_count(closed["decision"]["changes"])
+    expect(page.locator("#stream-changes li")).to_have_count(closed["decision"]["changes"])
+    page.locator("#stream-card").scroll_into_view_if_needed()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shot = SCREENSHOTS / "review-stream.png"
+    page.screenshot(path=str(shot), full_page=True)
+    page.close()
+    assert not problems, problems
+    print(f"\nstream timeline screenshot: {shot}")

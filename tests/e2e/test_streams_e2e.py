@@ -13,7 +13,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
@@ -24,7 +23,7 @@ from client.stream_cli import video_frames
 from client.streams import LiveStream, StreamDecisionJson, open_stream
 from client.types import StreamJson
 from tests.conftest import Keys, bearer, shared_file
-from tests.e2e.conftest import Stack, hooks_for
+from tests.e2e.conftest import Stack, hooks_for, wait_ready
 from tools import stack as processes
 
 pytestmark = pytest.mark.e2e
@@ -38,17 +37,6 @@ QUICK = {"kind": "per_frame", "window": 4, "min_frames": 2}
 @pytest.fixture(scope="module")
 def frames() -> list[tuple[float, bytes]]:
     return list(video_frames(str(shared_file(CLIP)), 2.0, 12))
-
-
-def _ready(log: Path) -> bool:
-    return log.exists() and "ready." in log.read_text(errors="replace")
-
-
-def wait_ready(logs: Path, *names: str, timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not all(_ready(logs / f"{name}.log") for name in names):
-        assert time.monotonic() < deadline, f"stream workers {names} did not start"
-        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")

@@ -225,5 +225,6 @@ def test_client_filenames_never_reach_a_key_or_a_path(
         assert row is not None and row.input_key == f"uploads/{job['id']}"
     objects = get_store().client.list_objects_v2(Bucket="verity-test")["Contents"]  # type: ignore[attr-defined]
     # Every key in the bucket is the server's own: a fixed prefix (uploads/, or incoming/ for presigned uploads)
-    # and a uuid, whatever the clients called their files.
-    assert all(re.fullmatch(r"(uploads|incoming)/[0-9a-f-]{36}", o["Key"]) for o in objects), objects
+    # and a uuid (heatmaps/<job id>/<n>.png for explained jobs), whatever the clients called their files.
+    own = r"(uploads|incoming)/[0-9a-f-]{36}|heatmaps/[0-9a-f-]{36}/[0-9]+\.png"
+    assert all(re.fullmatch(own, o["Key"]) for o in objects), objects
