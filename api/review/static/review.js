@@ -423,7 +423,7 @@
     for (const [name, t] of [["t_low", stream.t_low], ["t_high", stream.t_high]]) {
       if (t === null) continue;
       shape("line", { x1: 40, x2: 590, y1: y(t), y2: y(t), class: `threshold ${name}` });
-      shape("text", { x: 2, y: y(t) + 4, class: "axis" }, name);
+      shape("text", { x: 2, y: y(t) - 4, class: "axis" }, `${name} ${t.toFixed(2)}`);
     }
     if (scored.length) {
       shape("polyline", { points: scored.map((f) => `${x(f.t)},${y(f.score)}`).join(" "), class: "score" });
@@ -433,7 +433,10 @@
       shape("circle", { cx: x(f.t), cy: y(f.score ?? 0.5), r: 5, class: `change ${(f.verdict || "").toLowerCase()}` });
     }
     $("stream-changes").replaceChildren(
-      ...changes.map((f) => el("li", { text: `t=${f.t.toFixed(1)} s (frame ${f.seq}): ${f.verdict} · score ${f.score}` })),
+      ...changes.map((f) => {
+        const score = f.score === null ? "none" : f.score.toFixed(3);
+        return el("li", { text: `t=${f.t.toFixed(1)} s (frame ${f.seq}): ${f.verdict} · score ${score}` });
+      }),
     );
   }
 
