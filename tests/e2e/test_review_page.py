@@ -50,6 +50,21 @@ def wait_until(check: Callable[[], bool], what: str, timeout_s: float = 15) -> N
         time.sleep(0.1)
 
 
+def moderator_page(browser: Any, stack: Stack, keys: Keys) -> tuple[Any, list[str]]:
+    """A page signed in with the moderator key, and the page errors and failed responses it will record."""
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.on("response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    page.goto(f"{stack.base}/review")
+    page.fill("#key", keys.moderator)
+    page.click("#sign-in-form button[type=submit]")
+    expect(page.locator("#content")).to_be_visible()
+    return page, problems
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
@@ -208,14 +223,7 @@ def test_heatmaps_show_on_the_review_page(stack: Stack, keys: Keys, browser: Any
     heatmaps = requests.get(url, headers=bearer(keys.submitter), timeout=10).json()["heatmaps"]
     assert heatmaps and all(h["url"] for h in heatmaps)
 
-    page = browser.new_page(viewport={"width": 1440, "height": 1000})
-    problems: list[str] = []
-    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-    page.on("response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None)
-    page.goto(f"{stack.base}/review")
-    page.fill("#key", keys.moderator)
-    page.click("#sign-in-form button[type=submit]")
-    expect(page.locator("#content")).to_be_visible()
+    page, problems = moderator_page(browser, stack, keys)
     page.goto(f"{stack.base}/review/jobs/{job['id']}")
     expect(page.locator("#heatmaps-card")).to_be_visible()
     images = page.locator("#heatmaps .heatmap-img")
@@ -245,14 +253,7 @@ def test_a_stream_shows_its_decision_timeline(stack: Stack, keys: Keys, browser:
         closed = stream.close()
     assert closed["status"] == "closed" and closed["decision"]["changes"] >= 1
 
-    page = browser.new_page(viewport={"width": 1440, "height": 1000})
-    problems: list[str] = []
-    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-    page.on("response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None)
-    page.goto(f"{stack.base}/review")
-    page.fill("#key", keys.moderator)
-    page.click("#sign-in-form button[type=submit]")
-    expect(page.locator("#content")).to_be_visible()
+    page, problems = moderator_page(browser, stack, keys)
     page.goto(f"{stack.base}/review/jobs/{stream.id}")
     expect(page.locator("#stream-card")).to_be_visible()
     # The score line, both thresholds, and one marker and one list entry per decision change.
