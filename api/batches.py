@@ -10,8 +10,8 @@ from flask import Blueprint, Response, jsonify, request
 
 from api.auth import current_key, require_role
 from api.batch_schemas import BatchForm, BatchView
-from api.errors import ApiError
-from api.jobs import _settings, service_errors
+from api.errors import ApiError, service_errors
+from api.jobs import _settings
 from api.openapi import responses, spec
 from api.schemas import JobHeaders
 from api.serialize import iso

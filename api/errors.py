@@ -4,11 +4,25 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from flask import Flask, Response, jsonify
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
+
+from api.services.errors import (
+    BadInput,
+    Conflict,
+    Invalid,
+    NotFound,
+    OverLimit,
+    ServiceError,
+    TooLarge,
+    Unavailable,
+    Unsupported,
+)
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +34,30 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.headers = headers or {}
+
+
+_SERVICE_STATUS: dict[type[ServiceError], int] = {
+    BadInput: 400,
+    NotFound: 404,
+    Conflict: 409,
+    TooLarge: 413,
+    Unsupported: 415,
+    Invalid: 422,
+    OverLimit: 429,
+    Unavailable: 503,
+}
+
+
+@contextmanager
+def service_errors(retry_after_s: int = 5) -> Iterator[None]:
+    """A service's refusal (api/services/errors.py) as the API's error response; a limit or an outage says when
+    to retry."""
+    try:
+        yield
+    except ServiceError as exc:
+        status = next(status for kind, status in _SERVICE_STATUS.items() if isinstance(exc, kind))
+        headers = {"Retry-After": str(retry_after_s)} if status in (429, 503) else None
+        raise ApiError(status, exc.code, exc.message, headers) from exc
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:

@@ -6,8 +6,8 @@ from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import select
 
 from api.auth import current_key, require_role
-from api.errors import ApiError
-from api.jobs import _parse_job_id, service_errors
+from api.errors import ApiError, service_errors
+from api.jobs import _parse_job_id
 from api.openapi import responses, spec
 from api.schemas import FeedbackIn, FeedbackList, FeedbackQuery, FeedbackView
 from api.serialize import feedback_view

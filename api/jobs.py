@@ -5,8 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -16,14 +15,13 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from api.auth import current_key, require_role
-from api.errors import ApiError
+from api.errors import ApiError, service_errors
 from api.openapi import responses, spec
 from api.presigned import read_back
 from api.schemas import JobForm, JobHeaders, JobList, JobListQuery, JobView, JobWithResult, ResultView
 from api.serialize import job_view, result_view
 from api.services import jobs as service
 from api.services import waiting
-from api.services.errors import BadInput, Conflict, Invalid, NotFound, ServiceError, Unavailable, Unsupported
 from api.services.repository import SqlRepository, sql_unit_of_work
 from api.uploads import check_media, display_filename, inspect_upload
 from core.queue import enqueue_detect
@@ -35,28 +33,8 @@ from db.session import read_scope, session_scope
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 
+
 # The HTTP status of each kind of refusal a service raises.
-_STATUS: dict[type[ServiceError], int] = {
-    BadInput: 400,
-    NotFound: 404,
-    Conflict: 409,
-    Unsupported: 415,
-    Invalid: 422,
-    Unavailable: 503,
-}
-
-
-@contextmanager
-def service_errors() -> Iterator[None]:
-    """A service's refusal (api/services/errors.py) as the API's error response."""
-    try:
-        yield
-    except ServiceError as exc:
-        status = next(status for kind, status in _STATUS.items() if isinstance(exc, kind))
-        headers = {"Retry-After": "5"} if isinstance(exc, Unavailable) else None
-        raise ApiError(status, exc.code, exc.message, headers) from exc
-
-
 def _settings() -> Settings:
     settings: Settings = current_app.config["VERITY_SETTINGS"]
     return settings

@@ -10,19 +10,18 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 
-from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
+from flask import Blueprint, Response, jsonify, request, stream_with_context
 from sqlalchemy import select
 
 from api import stream_socket
 from api.auth import current_key, require_role
-from api.errors import ApiError
+from api.errors import ApiError, service_errors
+from api.jobs import _settings
 from api.openapi import responses, spec
 from api.services import streams as service
-from api.services.errors import Conflict, Invalid, NotFound, ServiceError, Unavailable, Unsupported
+from api.services.errors import Unavailable
 from api.stream_schemas import MAX_FRAMES_PER_POST, StreamCreate, StreamFramesAccepted, StreamFramesIn, StreamView
-from core.settings import Settings
 from core.streams.channel import DecisionEvent
 from core.vocabulary import Role, StreamStatus, StreamUpdates
 from db.models import Job, StreamSession
@@ -30,32 +29,8 @@ from db.session import read_scope, session_scope
 
 bp = Blueprint("streams", __name__, url_prefix="/v1/streams")
 
-_STATUS: dict[type[ServiceError], int] = {
-    NotFound: 404,
-    Conflict: 409,
-    service.TooLarge: 413,
-    Unsupported: 415,
-    Invalid: 422,
-    service.OverLimit: 429,
-    Unavailable: 503,
-}
 CLOSE_POLL_S = 0.2
 SSE_BLOCK_MS = 5_000  # a comment line at least this often keeps proxies from timing the stream out
-
-
-@contextmanager
-def stream_errors() -> Iterator[None]:
-    try:
-        yield
-    except ServiceError as exc:
-        status = next(status for kind, status in _STATUS.items() if isinstance(exc, kind))
-        headers = {"Retry-After": "1"} if status in (429, 503) else None
-        raise ApiError(status, exc.code, exc.message, headers) from exc
-
-
-def _settings() -> Settings:
-    settings: Settings = current_app.config["VERITY_SETTINGS"]
-    return settings
 
 
 def parse_stream_id(raw: str) -> uuid.UUID:
@@ -99,7 +74,7 @@ def create_stream() -> Response:
     STREAMS_UNAVAILABLE 503. Role: submitter."""
     body: StreamCreate = request.context.json  # type: ignore[attr-defined]
     settings = _settings()
-    with stream_errors():
+    with service_errors(retry_after_s=1):
         with session_scope() as session:
             stream = service.open_stream(
                 session, current_key(), body.strategy, body.updates, body.webhook_url, body.metadata, settings
@@ -123,7 +98,7 @@ def create_stream() -> Response:
 def get_stream(job_id: str) -> Response:
     """A stream of the caller's tenant: its decision and its frames received, scored and dropped. Role: submitter."""
     stream_id = parse_stream_id(job_id)
-    with stream_errors(), read_scope() as session:
+    with service_errors(retry_after_s=1), read_scope() as session:
         service.tenant_stream(session, current_key().tenant, stream_id)
     return jsonify(_view(stream_id))
 
@@ -138,7 +113,7 @@ def close_stream(job_id: str) -> Response:
     closed stream answers 200 again. Role: submitter."""
     stream_id = parse_stream_id(job_id)
     settings = _settings()
-    with stream_errors():
+    with service_errors(retry_after_s=1):
         with session_scope() as session:
             moved = service.request_close(session, service.tenant_stream(session, current_key().tenant, stream_id))
         if moved:
@@ -182,7 +157,7 @@ def post_frames(job_id: str) -> Response:
     stream_id = parse_stream_id(job_id)
     body: StreamFramesIn = request.context.json  # type: ignore[attr-defined]
     frames = [(f.t, _decoded(f.image)) for f in body.frames]
-    with stream_errors():
+    with service_errors(retry_after_s=1):
         with read_scope() as session:
             stream = service.tenant_stream(session, current_key().tenant, stream_id)
         queued = service.send_frames(stream, frames, _settings())
@@ -205,7 +180,7 @@ def stream_events(job_id: str) -> Response:
     Which decisions: the stream's ``updates``. Role: submitter."""
     stream_id = parse_stream_id(job_id)
     settings = _settings()
-    with stream_errors():
+    with service_errors(retry_after_s=1):
         with read_scope() as session:
             stream = service.tenant_stream(session, current_key().tenant, stream_id)
             updates = stream.updates

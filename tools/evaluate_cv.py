@@ -116,13 +116,20 @@ def _signal_matrix(clips: Sequence[EvalClip], names: Sequence[str]) -> NDArray[n
 
 
 def _fit_and_score(
-    train: Sequence[EvalClip], test: Sequence[EvalClip], models: Sequence[str], signals: Sequence[str]
+    train: Sequence[EvalClip],
+    test: Sequence[EvalClip],
+    models: Sequence[str],
+    signals: Sequence[str],
+    max_signal_nan: float,
 ) -> list[float]:
     if not models and not signals:
         return [0.5] * len(test)  # every signal broken in this training part: nothing to fit, no opinion
     y = np.array([c.label for c in train])
     x = np.array([[c.scores[m] for m in models] for c in train], dtype=np.float64).reshape(len(train), len(models))
-    params = fit_stacker(x, y, list(models), signal_values=_signal_matrix(train, signals), signal_names=signals)
+    matrix = _signal_matrix(train, signals)
+    params = fit_stacker(
+        x, y, list(models), signal_values=matrix, signal_names=signals, mostly_nan_above=max_signal_nan
+    )
     return [stacker({m: c.scores[m] for m in models}, params, c.signals) for c in test]
 
 
@@ -151,9 +158,9 @@ def cross_validate(
             PACK_FUSION: [c.fused for c in test],
             # A clip the rules cannot read (no ruled signal computed) is scored 0.5: no opinion either way.
             SIGNAL_RULES: [_or_half(rule_score(c.signals, catalogue).score) for c in test],
-            FACE_STACKER: _fit_and_score(train, test, models, []),
-            SIGNAL_STACKER: _fit_and_score(train, test, [], usable),
-            FUSED_STACKER: _fit_and_score(train, test, models, usable),
+            FACE_STACKER: _fit_and_score(train, test, models, [], max_signal_nan),
+            SIGNAL_STACKER: _fit_and_score(train, test, [], usable, max_signal_nan),
+            FUSED_STACKER: _fit_and_score(train, test, models, usable, max_signal_nan),
         }
         test_labels = [c.label for c in test]
         for approach, values in scores.items():

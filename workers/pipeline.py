@@ -334,8 +334,7 @@ def run_pipeline(
     timings["total"] = round(sum(timings.values()), 4)
     result = replace(
         base,
-        # Out of scope: the scores stay in the result, but no REAL or FAKE is claimed from them.
-        verdict=Verdict.NOT_APPLICABLE if signals.scope else video_score.verdict,
+        verdict=video_score.verdict,
         score=video_score.score,
         raw_score=video_score.raw_fused,
         method=video_score.method,

@@ -1,4 +1,4 @@
-"""The refusals a service raises, by kind; each route maps the kind to its HTTP status (api/jobs.py)."""
+"""The refusals a service raises, by kind; api.errors.service_errors maps each kind to its HTTP status."""
 
 from __future__ import annotations
 
@@ -30,6 +30,14 @@ class Unsupported(ServiceError):
 
 class Invalid(ServiceError):
     """Well-formed but unacceptable content: media over the limits, an unsafe webhook URL, a reused key."""
+
+
+class TooLarge(ServiceError):
+    """One piece of the request is over its byte limit (a stream frame over VERITY_STREAM_MAX_FRAME_BYTES)."""
+
+
+class OverLimit(ServiceError):
+    """A per-key or per-session limit: too many open sessions, frames sent faster than allowed."""
 
 
 class Unavailable(ServiceError):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.manifest import ManifestError, read_manifest
@@ -87,7 +87,8 @@ def _row_labels(session: Session, tenant: str, rows: Sequence[LabelRow]) -> tupl
                 unmatched.append(row.key)
                 continue
         else:
-            query = query.where(or_(Job.filename == row.filename, Job.sha256 == row.sha256))
+            # Only the column the row names: `== None` would match every job missing the other one.
+            query = query.where(Job.filename == row.filename if row.filename is not None else Job.sha256 == row.sha256)
         found = list(session.scalars(query))
         if not found:
             unmatched.append(row.key)

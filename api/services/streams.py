@@ -15,7 +15,7 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from api.serialize import iso
-from api.services.errors import Conflict, Invalid, NotFound, ServiceError, Unavailable, Unsupported
+from api.services.errors import Conflict, Invalid, NotFound, OverLimit, TooLarge, Unavailable, Unsupported
 from api.services.jobs import vet_webhook
 from core.settings import Settings
 from core.streams.channel import SessionCounters, StreamChannel
@@ -27,14 +27,6 @@ from db.models import Job, StreamSession
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-class OverLimit(ServiceError):
-    """A per-key or per-session limit: too many open sessions, frames sent faster than allowed."""
-
-
-class TooLarge(ServiceError):
-    """A frame over VERITY_STREAM_MAX_FRAME_BYTES."""
 
 
 @lru_cache(maxsize=4)

@@ -289,7 +289,10 @@ def score_video(
             overrides.append(forensic)
             score = forensic.after
     known = known_content_override(known_label, score)
-    if known is None:
+    if known is None and signals is not None and signals.scope is not None:
+        # Out of scope (core/scope.py): the scores stay, but no REAL or FAKE is claimed from them.
+        verdict = Verdict.NOT_APPLICABLE
+    elif known is None:
         verdict = decide(score, fusion.t_low, fusion.t_high)
     else:
         overrides.append(known)

@@ -81,3 +81,13 @@ def test_a_moderators_label_still_wins_over_the_cues() -> None:
     )
     assert [o.kind for o in result.overrides] == [FORENSIC_REAL_CAP, "known_content"]
     assert (result.score, result.verdict) == (1.0, Verdict.FAKE)
+
+
+def test_out_of_scope_media_is_not_applicable_unless_a_moderator_labelled_it() -> None:
+    scoped = SignalReport(ONE_CUE, scope="faces_too_small")
+    judged = score_video(FRAMES, MEMBERS, FUSION, signals=scoped, catalogue=CATALOGUE)
+    assert judged.verdict is Verdict.NOT_APPLICABLE and judged.score == pytest.approx(0.925)  # the scores stay
+    labelled = score_video(FRAMES, MEMBERS, FUSION, known_label="REAL", signals=scoped, catalogue=CATALOGUE)
+    assert labelled.verdict is Verdict.REAL
+    in_scope = score_video(FRAMES, MEMBERS, FUSION, signals=SignalReport(ONE_CUE), catalogue=CATALOGUE)
+    assert in_scope.verdict is Verdict.FAKE
