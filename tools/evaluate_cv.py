@@ -29,6 +29,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from core.scoring.feature_health import check_features
 from core.scoring.fusion import fit_stacker, stacker
 from core.scoring.metrics import roc_auc
+from core.scoring.recalibration_steps import signal_matrix
 from core.scoring.signal_rules import rule_score
 from core.signals import SIGNALS, SignalSpec
 from core.vocabulary import Verdict
@@ -110,11 +111,6 @@ def _auc(labels: Sequence[int], scores: Sequence[float]) -> float | None:
     return roc_auc(labels, scores) if len(set(labels)) == 2 else None
 
 
-def _signal_matrix(clips: Sequence[EvalClip], names: Sequence[str]) -> NDArray[np.float64]:
-    rows = [[float(c.signals.get(n, math.nan)) for n in names] for c in clips]
-    return np.array(rows, dtype=np.float64).reshape(len(clips), len(names))
-
-
 def _fit_and_score(
     train: Sequence[EvalClip],
     test: Sequence[EvalClip],
@@ -126,7 +122,7 @@ def _fit_and_score(
         return [0.5] * len(test)  # every signal broken in this training part: nothing to fit, no opinion
     y = np.array([c.label for c in train])
     x = np.array([[c.scores[m] for m in models] for c in train], dtype=np.float64).reshape(len(train), len(models))
-    matrix = _signal_matrix(train, signals)
+    matrix = signal_matrix(train, signals)
     params = fit_stacker(
         x, y, list(models), signal_values=matrix, signal_names=signals, mostly_nan_above=max_signal_nan
     )
@@ -152,7 +148,7 @@ def cross_validate(
         held = set(int(i) for i in test_idx)
         train = [c for i, c in enumerate(clips) if i not in held]
         test = [clips[i] for i in sorted(held)]
-        health = check_features(_signal_matrix(train, names), names, names, max_signal_nan)
+        health = check_features(signal_matrix(train, names), names, names, max_signal_nan)
         usable = list(health.usable)
         scores = {
             PACK_FUSION: [c.fused for c in test],

@@ -3,7 +3,7 @@ use, scoring a set of labelled jobs under a setup, and the before / after compar
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -118,7 +118,14 @@ def score_jobs(
     return out
 
 
-def signal_matrix(jobs: Sequence[LabelledJob], names: Sequence[str]) -> NDArray[np.float64]:
+class WithSignals(Protocol):
+    """Anything carrying one video's signal values: a labelled job, an evaluated clip."""
+
+    @property
+    def signals(self) -> Mapping[str, float]: ...
+
+
+def signal_matrix(jobs: Sequence[WithSignals], names: Sequence[str]) -> NDArray[np.float64]:
     """Rows × ``names`` of the jobs' signal values, NaN where not computed."""
     rows = [[float(j.signals.get(name, math.nan)) for name in names] for j in jobs]
     return np.array(rows, dtype=np.float64).reshape(len(jobs), len(names))
